@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup run test test-unit bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+	@touch $@
+
+# Runs the whole DVC pipeline on the embedded default dataset (scikit-learn digits).
+run: setup
+	@test -f data/raw/digits.npz || genp data import digits
+	dvc repro
+	@echo "Results: 'dvc metrics show', reports/, and 'mlflow ui --backend-store-uri sqlite:///mlflow.db'"
+
+test: setup
+	pytest
+
+test-unit: setup
+	pytest -m "not integration"
+
+bench: setup
+	python -m bench.train_throughput
+
+clean:
+	rm -rf data/prepared models reports metrics ray_results mlartifacts mlflow.db

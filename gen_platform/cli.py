@@ -1,0 +1,89 @@
+"""`genp`: one subcommand per pipeline stage (what dvc.yaml runs), plus data import and sampling."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Callable
+
+import typer
+
+from gen_platform import stages
+from gen_platform.config import PipelineParams, deep_merge, load_params, parse_override
+from gen_platform.errors import GenPlatformError
+
+app = typer.Typer(help="gen_platform: train generative image models reproducibly.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="Bring datasets into data/raw (tracked by data.dvc).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="pipeline parameters file")]
+SetOption = Annotated[list[str], typer.Option("--set", "-s", help="override a parameter, e.g. -s model.beta=4")]
+RootOption = Annotated[Path, typer.Option("--root", help="repository root (workspace)")]
+
+
+def _params(path: Path, overrides: list[str]) -> PipelineParams:
+    merged: dict = {}
+    for text in overrides:
+        merged = deep_merge(merged, parse_override(text))
+    return load_params(path, merged)
+
+
+def _stage(function: Callable, name: str, help_text: str) -> None:
+    @app.command(name=name, help=help_text)
+    def command(params: ParamsOption = Path("params.yaml"), set_: SetOption = [],  # noqa: B006 (typer default)
+                root: RootOption = Path(".")) -> None:
+        function(_params(params, set_), stages.Workspace.at(root))
+
+
+_stage(stages.prepare, "prepare", "Split data/raw/<dataset>.npz into data/prepared/{train,val,test}.npz.")
+_stage(stages.validate, "validate", "Run the Great Expectations suite; exit non-zero naming each failure.")
+_stage(stages.train, "train", "Train on Ray Train, tracked in MLflow; writes models/.")
+_stage(stages.evaluate, "evaluate", "Score the model (ELBO at beta=1) and log sample/reconstruction grids.")
+_stage(stages.register, "register", "Register the model; move the champion alias only if it is better.")
+
+
+@data_app.command("import", help="Write a built-in dataset (digits) to data/raw/<name>.npz.")
+def data_import(name: str, root: RootOption = Path(".")) -> None:
+    path = stages.import_dataset(name, stages.Workspace.at(root))
+    typer.echo(f"wrote {path}; track this version with `dvc add data/raw` (or `dvc commit data.dvc`)")
+
+
+@data_app.command("import-folder", help="Read FOLDER/labels.csv (file,label) and its images into data/raw/<name>.npz.")
+def data_import_folder(folder: Path, name: Annotated[str, typer.Option(help="dataset name")],
+                       rgb: Annotated[bool, typer.Option(help="keep 3 colour channels")] = False,
+                       root: RootOption = Path(".")) -> None:
+    from gen_platform.data.arrays import write_npz
+    from gen_platform.data.sources import image_folder
+
+    arrays = image_folder(folder, grayscale=not rgb)
+    path = write_npz(stages.Workspace.at(root).raw(name), arrays)
+    typer.echo(f"wrote {path}: {len(arrays)} images of shape {arrays.images.shape[1:]}")
+
+
+@app.command(help="Draw samples from a registered model, e.g. `genp sample vae-digits@champion -n 64 -o grid.png`.")
+def sample(model: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME/VERSION or a models:/ URI")],
+           n: Annotated[int, typer.Option("-n", min=1, max=4096, help="number of samples")] = 64,
+           output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write")] = Path("samples.png"),
+           seed: Annotated[int, typer.Option(help="random seed")] = 0,
+           root: RootOption = Path(".")) -> None:
+    import mlflow
+    import torch
+
+    from gen_platform.evaluation.images import image_grid
+    from gen_platform.tracking.model_io import load_generator
+    from gen_platform.tracking.store import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(Path(root).resolve()))
+    uri = model if model.startswith("models:/") else f"models:/{model}"
+    generator = load_generator(uri)
+    image_grid(generator.sample(n, torch.Generator().manual_seed(seed))).save(output)
+    typer.echo(f"wrote {n} samples from {uri} to {output}")
+
+
+def main() -> None:
+    try:
+        app()
+    except GenPlatformError as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        sys.exit(1)

@@ -1,0 +1,72 @@
+"""Registration and the champion rule: a new version takes the alias only if it is the first, or if it
+beats the current champion on the same β-independent metric (lower is better) by `min_improvement`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+
+from gen_platform.tracking.model_io import log_model
+
+METRIC_TAG = "selection_metric"
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    model_name: str
+    version: str
+    alias: str
+    metric: str
+    challenger: float
+    champion: float | None
+    champion_version: str | None
+    promoted: bool
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def decide(challenger: float, champion: float | None, min_improvement: float = 0.0) -> tuple[bool, str]:
+    """The rule itself, lower is better. NaN never wins."""
+    if challenger != challenger:
+        return False, "challenger metric is NaN"
+    if champion is None:
+        return True, "no current champion"
+    if challenger < champion - min_improvement:
+        return True, f"beats champion by {champion - challenger:.4f}"
+    return False, f"does not beat champion by more than {min_improvement} (gap {champion - challenger:.4f})"
+
+
+def current_champion(client: mlflow.MlflowClient, name: str, alias: str, metric: str) -> tuple[str | None, float | None]:
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        return None, None
+    value = version.tags.get(metric)
+    return str(version.version), float(value) if value is not None else None
+
+
+def register_and_promote(model_dir: Path, name: str, alias: str, metric: str, value: float,
+                         min_improvement: float = 0.0) -> PromotionDecision:
+    """Within an active MLflow run: log and register the model, then apply the champion rule."""
+    client = mlflow.MlflowClient()
+    version = str(log_model(model_dir, name).version)
+    client.set_model_version_tag(name, version, metric, repr(value))
+    client.set_model_version_tag(name, version, METRIC_TAG, metric)
+    # Read the champion as late as possible so a concurrent promotion is taken into account.
+    champion_version, champion_value = current_champion(client, name, alias, metric)
+    promoted, reason = decide(value, champion_value, min_improvement)
+    if promoted:
+        client.set_registered_model_alias(name, alias, version)
+    decision = PromotionDecision(name, version, alias, metric, value, champion_value, champion_version,
+                                 promoted, reason)
+    for key, text in {"promotion.promoted": str(promoted), "promotion.reason": reason,
+                      "promotion.champion_value": str(champion_value),
+                      "promotion.champion_version": str(champion_version)}.items():
+        client.set_model_version_tag(name, version, key, text)
+        mlflow.set_tag(key, text)
+    mlflow.set_tag("registered_version", version)
+    return decision

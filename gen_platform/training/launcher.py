@@ -1,0 +1,66 @@
+"""Launch the per-worker loop on Ray Train (DDP on CPU or GPU, one node or many)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gen_platform.config import PipelineParams
+from gen_platform.data.arrays import ImageArrays
+from gen_platform.errors import GenPlatformError
+from gen_platform.models import family
+from gen_platform.training.checkpoint import load_checkpoint
+from gen_platform.training.loop import train_loop_per_worker
+from gen_platform.training.runtime import ensure_ray
+
+
+@dataclass
+class FitResult:
+    model_state: dict[str, Any]
+    model_config: dict[str, Any]
+    history: list[dict[str, float]]
+    checkpoint_path: str
+
+
+def storage_path(params: PipelineParams, root: Path) -> str:
+    path = params.train.storage_path
+    return path if "://" in path or Path(path).is_absolute() else str((root / path).resolve())
+
+
+def fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: str, root: Path) -> FitResult:
+    """Train `params.model` on `train`; resumes when `run_name` already has checkpoints in the storage path."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    ensure_ray()
+    model_config = family(params.model.family).config_from_params(params.data, params.model)
+    loop_config = {
+        "model_config": model_config.to_dict(),
+        "train_images": train.images, "val_images": val.images,
+        "epochs": params.train.epochs, "batch_size": params.train.batch_size,
+        "eval_batch_size": params.evaluate.batch_size,
+        "learning_rate": params.train.learning_rate, "beta": params.model.beta, "seed": params.train.seed,
+        "threads_per_worker": max(1, int(params.train.cpus_per_worker)),
+    }
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=params.train.num_workers, use_gpu=params.train.use_gpu,
+            resources_per_worker={"CPU": params.train.cpus_per_worker}),
+        run_config=ray.train.RunConfig(
+            name=run_name, storage_path=storage_path(params, root),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            failure_config=ray.train.FailureConfig(max_failures=params.train.max_failures),
+            logging_config=ray.train.LoggingConfig(log_level="WARNING")),
+    )
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as error:
+        raise GenPlatformError(f"training failed after {params.train.max_failures} restart(s): {error}") from error
+    if result.checkpoint is None:
+        raise GenPlatformError("training finished without reporting a checkpoint")
+    with result.checkpoint.as_directory() as directory:
+        state, meta = load_checkpoint(directory)
+    return FitResult(state["model"], meta["config"], list(state["history"]), result.checkpoint.path)

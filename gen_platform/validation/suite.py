@@ -1,0 +1,142 @@
+"""The Great Expectations gate: per-image statistics and dataset facts, checked with GE 1.x.
+
+GE validates tables, so each image becomes a row of statistics (shape, dtype, pixel range, NaNs, a content
+hash) and the class distribution becomes a second table. Every expectation is reported, failed or not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gen_platform.config import DataParams, ValidationParams
+from gen_platform.data.arrays import ImageArrays
+
+IMAGE_COLUMNS = ["split", "label", "height", "width", "channels", "dtype",
+                 "pixel_min", "pixel_max", "nan_count", "sha1"]
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    table: str
+    expectation: str
+    kwargs: dict[str, Any]
+    success: bool
+    observed: str
+
+
+@dataclass
+class ValidationReport:
+    success: bool
+    rows: int
+    outcomes: list[ExpectationOutcome] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[ExpectationOutcome]:
+        return [outcome for outcome in self.outcomes if not outcome.success]
+
+    def summary(self) -> str:
+        if self.success:
+            return f"validation passed: {len(self.outcomes)} expectations on {self.rows} images"
+        lines = [f"{o.expectation}({_short_kwargs(o.kwargs)}): observed {o.observed}" for o in self.failures]
+        return f"validation failed ({len(lines)} of {len(self.outcomes)} expectations): " + "; ".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"success": self.success, "rows": self.rows, "failed": len(self.failures),
+                "expectations": [asdict(o) for o in self.outcomes]}
+
+
+def _short_kwargs(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in kwargs.items() if k not in {"batch_id"})
+
+
+def image_table(splits: dict[str, ImageArrays]) -> pd.DataFrame:
+    rows = []
+    for split, arrays in splits.items():
+        for image, label in zip(arrays.images, arrays.labels):
+            as_float = image.astype(np.float64, copy=False)
+            rows.append({
+                "split": split, "label": int(label),
+                "height": image.shape[0], "width": image.shape[1], "channels": image.shape[2],
+                "dtype": str(image.dtype),
+                "pixel_min": float(np.nanmin(as_float)) if np.isfinite(as_float).any() else float("nan"),
+                "pixel_max": float(np.nanmax(as_float)) if np.isfinite(as_float).any() else float("nan"),
+                "nan_count": int(np.isnan(as_float).sum()),
+                "sha1": hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest(),
+            })
+    return pd.DataFrame(rows, columns=IMAGE_COLUMNS)
+
+
+def class_table(images: pd.DataFrame) -> pd.DataFrame:
+    counts = images["label"].value_counts()
+    return pd.DataFrame({"label": counts.index.astype(int), "fraction": (counts / max(len(images), 1)).values})
+
+
+def _expectations(data: DataParams, rules: ValidationParams) -> dict[str, list]:
+    import great_expectations as gx
+
+    e = gx.expectations
+    return {
+        "images": [
+            e.ExpectTableRowCountToBeBetween(min_value=rules.min_rows, max_value=rules.max_rows),
+            e.ExpectColumnValuesToBeInSet(column="height", value_set=[data.image_size]),
+            e.ExpectColumnValuesToBeInSet(column="width", value_set=[data.image_size]),
+            e.ExpectColumnValuesToBeInSet(column="channels", value_set=[data.channels]),
+            e.ExpectColumnValuesToBeInSet(column="dtype", value_set=["uint8"]),
+            e.ExpectColumnValuesToBeBetween(column="nan_count", min_value=0, max_value=0),
+            e.ExpectColumnValuesToBeBetween(column="pixel_min", min_value=0, max_value=255),
+            e.ExpectColumnValuesToBeBetween(column="pixel_max", min_value=0, max_value=255),
+            e.ExpectColumnValuesToBeInSet(column="label", value_set=list(range(data.num_classes))),
+            e.ExpectColumnValuesToBeUnique(column="sha1", mostly=1.0 - rules.max_duplicate_fraction),
+        ],
+        "classes": [
+            e.ExpectColumnValuesToBeBetween(column="fraction", min_value=rules.min_class_fraction,
+                                            max_value=rules.max_class_fraction),
+        ],
+    }
+
+
+def _observed(result: Any) -> str:
+    details = result.result or {}
+    if "observed_value" in details:
+        return repr(details["observed_value"])
+    if "unexpected_count" in details:
+        sample = list(dict.fromkeys(details.get("partial_unexpected_list", [])))[:5]
+        return f"{details['unexpected_count']} of {details.get('element_count', '?')} rows unexpected, e.g. {sample}"
+    if result.exception_info and result.exception_info.get("raised_exception"):
+        return f"error: {result.exception_info.get('exception_message')}"
+    return "n/a"
+
+
+def _run_suite(context: Any, name: str, frame: pd.DataFrame, expectations: list) -> list[ExpectationOutcome]:
+    import great_expectations as gx
+
+    batch = (context.data_sources.add_pandas(f"{name}_source")
+             .add_dataframe_asset(name).add_batch_definition_whole_dataframe(f"{name}_batch"))
+    suite = context.suites.add(gx.ExpectationSuite(name=f"{name}_suite", expectations=expectations))
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}_check", data=batch, suite=suite))
+    run = definition.run(batch_parameters={"dataframe": frame})
+    return [ExpectationOutcome(table=name, expectation=r.expectation_config.type,
+                               kwargs={k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"},
+                               success=bool(r.success), observed=_observed(r))
+            for r in run.results]
+
+
+def validate_splits(splits: dict[str, ImageArrays], data: DataParams, rules: ValidationParams) -> ValidationReport:
+    """Run the suite on all splits together; returns the full report (the caller decides to stop)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    images = image_table(splits)
+    context = gx.get_context(mode="ephemeral")
+    expectations = _expectations(data, rules)
+    outcomes = (_run_suite(context, "images", images, expectations["images"])
+                + _run_suite(context, "classes", class_table(images), expectations["classes"]))
+    return ValidationReport(success=all(o.success for o in outcomes), rows=len(images), outcomes=outcomes)

@@ -1,0 +1,154 @@
+"""The whole pipeline through `dvc repro`: real DVC, GE, Ray Train (2 workers), MLflow registry."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from gen_platform.data.arrays import ImageArrays, load_npz, write_npz
+from gen_platform.tracking.model_io import load_generator
+from tests.integration.workspace import make_workspace, mlflow_client, run
+
+pytestmark = pytest.mark.integration
+EPOCHS = 3
+MODEL = "vae-digits"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return make_workspace(tmp_path_factory.mktemp("pipeline"), {"train": {"epochs": EPOCHS}})
+
+
+def _stages_run(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def _champion(workspace):
+    client = mlflow_client(workspace)
+    versions = client.search_model_versions(f"name='{MODEL}'")
+    return str(client.get_model_version_by_alias(MODEL, "champion").version), len(versions)
+
+
+def test_first_repro_registers_a_champion_that_samples(workspace):
+    result = run(["dvc", "repro"], workspace)
+    assert _stages_run(result.stdout) == ["prepare", "validate", "train", "evaluate", "register"]
+    assert f"epoch {EPOCHS}/{EPOCHS}" in result.stdout + result.stderr  # progress reaches the user
+
+    client = mlflow_client(workspace)
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert str(champion.version) == "1"
+    model = load_generator(f"models:/{MODEL}@champion")
+    samples = model.sample(16)
+    assert samples.shape == (16, 1, 8, 8) and 0 <= float(samples.min()) and float(samples.max()) <= 1
+
+    run_data = client.get_run(champion.run_id).data
+    data_md5 = yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
+    assert run_data.tags["data_version"] == data_md5
+    assert len(run_data.tags["git_commit"]) >= 40 and run_data.tags["validation"] == "passed"
+    assert run_data.params["model.beta"] == "1.0" and run_data.params["train.num_workers"] == "2"
+    curve = client.get_metric_history(champion.run_id, "val_neg_elbo")
+    assert [m.step for m in curve] == list(range(1, EPOCHS + 1))
+    assert {"train_loss", "train_recon", "train_kl", "eval_test_neg_elbo"} <= set(run_data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(champion.run_id)}
+    assert {"samples.png", "reconstructions.png"} <= artifacts
+    assert champion.tags["promotion.promoted"] == "True"
+
+
+def test_cli_samples_from_the_champion(workspace):
+    run(["genp", "sample", f"{MODEL}@champion", "-n", "9", "-o", "grid.png"], workspace)
+    assert (workspace / "grid.png").stat().st_size > 100
+    missing = run(["genp", "sample", "nope@champion"], workspace, check=False)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().startswith("error: models:/nope@champion")
+
+
+def test_second_repro_finds_everything_up_to_date(workspace):
+    result = run(["dvc", "repro"], workspace)
+    assert _stages_run(result.stdout) == []
+    for stage in ("prepare", "validate", "train", "evaluate", "register"):
+        assert f"Stage '{stage}' didn't change, skipping" in result.stdout
+    assert "Data and pipelines are up to date." in result.stdout
+
+
+def test_changing_beta_reruns_only_train_evaluate_register(workspace):
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["model"]["beta"] = 8.0
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "model.beta" in run(["dvc", "params", "diff"], workspace).stdout
+    result = run(["dvc", "repro"], workspace)
+    assert _stages_run(result.stdout) == ["train", "evaluate", "register"]
+    decision = json.loads((workspace / "reports" / "registry.json").read_text())
+    assert decision["version"] == "2" and decision["champion_version"] == "1"
+    # β=8 over-regularises: its ELBO at β=1 is worse, so the champion must stay at v1.
+    assert decision["promoted"] is (decision["challenger"] < decision["champion"])
+    assert _champion(workspace) == ("2" if decision["promoted"] else "1", 2)
+
+
+def _nan_pixels(a):
+    images = a.images.astype(np.float32)
+    images[0, 0, 0, 0] = np.nan
+    return ImageArrays(images, a.labels), "nan_count"
+
+
+def _out_of_range(a):
+    images = a.images.astype(np.int16)
+    images[1, 2, 2, 0] = 400
+    return ImageArrays(images, a.labels), "pixel_max"
+
+
+def _wrong_shape(a):
+    return ImageArrays(a.images[:, :6, :6], a.labels), "column=height"
+
+
+def _empty(a):
+    return ImageArrays(a.images[:0], a.labels[:0]), "expect_table_row_count_to_be_between"
+
+
+def _bad_labels(a):
+    labels = a.labels.copy()
+    labels[:5] = 10
+    return ImageArrays(a.images, labels), "column=label"
+
+
+@pytest.mark.parametrize("corrupt", [_nan_pixels, _out_of_range, _wrong_shape, _empty, _bad_labels])
+def test_bad_data_stops_at_validate_and_registers_nothing(workspace, corrupt):
+    before = _champion(workspace)
+    raw = workspace / "data" / "raw" / "digits.npz"
+    good = load_npz(raw)
+    bad, expected_failure = corrupt(good)
+    write_npz(raw, bad)
+    try:
+        result = run(["dvc", "repro"], workspace, check=False)
+        assert result.returncode != 0
+        assert _stages_run(result.stdout) == ["prepare", "validate"]
+        error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(error_lines) == 1 and "validation failed" in error_lines[0]
+        assert expected_failure in error_lines[0]
+        assert "Traceback" not in result.stderr
+        assert _champion(workspace) == before
+    finally:
+        write_npz(raw, good)
+
+
+def test_truncated_file_stops_at_load(workspace):
+    before = _champion(workspace)
+    raw = workspace / "data" / "raw" / "digits.npz"
+    good = raw.read_bytes()
+    raw.write_bytes(good[: len(good) // 3])
+    try:
+        result = run(["dvc", "repro"], workspace, check=False)
+        assert result.returncode != 0 and _stages_run(result.stdout) == ["prepare"]
+        assert "digits.npz: cannot read the npz file" in result.stderr
+        assert _champion(workspace) == before
+    finally:
+        raw.write_bytes(good)
+
+
+def test_training_refuses_data_that_failed_validation(workspace):
+    verdict_file = workspace / "metrics" / "validation.json"
+    assert not json.loads(verdict_file.read_text())["success"]  # left by the bad-data runs above
+    result = run(["genp", "train"], workspace, check=False)
+    assert result.returncode == 1 and "failed validation" in result.stderr

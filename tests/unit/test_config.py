@@ -1,0 +1,49 @@
+import pytest
+
+from gen_platform.config import load_params, parse_override, parse_params
+from gen_platform.errors import ConfigError
+from tests.conftest import REPO
+
+
+def test_repository_params_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.model.family == "vae"
+    assert params.registered_model_name == "vae-digits"
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match=r"train\.epoch: Extra inputs are not permitted"):
+        parse_params({"train": {"epoch": 3}})
+
+
+def test_out_of_range_value_is_named_with_the_value():
+    with pytest.raises(ConfigError, match=r"model\.beta: .*greater than 0.*got -1"):
+        parse_params({"model": {"beta": -1}})
+
+
+def test_overrides_win_over_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("model:\n  beta: 2.0\ntrain:\n  epochs: 3\n")
+    params = load_params(path, {"model": {"beta": 4}})
+    assert (params.model.beta, params.train.epochs, params.model.latent_dim) == (4, 3, 16)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_parse_override():
+    assert parse_override("model.beta=4") == {"model": {"beta": 4}}
+    assert parse_override("train.use_gpu=true") == {"train": {"use_gpu": True}}
+    with pytest.raises(ConfigError, match="SECTION.FIELD=VALUE"):
+        parse_override("beta")
+
+
+def test_inconsistent_validation_bounds():
+    with pytest.raises(ConfigError, match="min_rows"):
+        parse_params({"validation": {"min_rows": 10, "max_rows": 5}})
