@@ -11,6 +11,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Train V2's controller takes each worker's report only when it polls (default every 2 s) and a worker
+# blocks until its previous report is taken: with short epochs that wait dominated training time.
+POLL_INTERVAL = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")}
 
 
 def ensure_ray() -> None:
@@ -20,13 +23,14 @@ def ensure_ray() -> None:
         return
     warnings.filterwarnings("ignore", module="ray")
     address = os.environ.get("RAY_ADDRESS")
+    # A local runtime gets a dashboard on loopback (the Train controller relies on its state API).
+    local = {} if address else {"include_dashboard": True, "dashboard_host": "127.0.0.1"}
     ray.init(
         address=address or None,
-        include_dashboard=True, dashboard_host="127.0.0.1",
         logging_level=logging.ERROR,
         log_to_driver=True,
-        # Workers are separate processes: they need this package importable (already installed locally).
-        runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}},
+        runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore", **POLL_INTERVAL}},
+        **local,
     )
     for name in ("ray", "ray.train", "ray.tune", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
