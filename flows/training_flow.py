@@ -18,6 +18,7 @@ from gen_platform.config import deep_merge, load_params, parse_override
 # Stages write to the workspace and MLflow, so their results must never come from Prefect's cache.
 prepare = task(stages.prepare, name="prepare", cache_policy=NONE)
 validate = task(stages.validate, name="validate", cache_policy=NONE)
+features = task(stages.features, name="features", cache_policy=NONE)
 train = task(stages.train, name="train", cache_policy=NONE)
 evaluate = task(stages.evaluate, name="evaluate", cache_policy=NONE)
 register = task(stages.register, name="register", cache_policy=NONE, retries=2, retry_delay_seconds=5)
@@ -26,11 +27,12 @@ register = task(stages.register, name="register", cache_policy=NONE, retries=2, 
 @flow(name="train", log_prints=True)
 def training_flow(overrides: dict[str, Any] | None = None, params_path: str = "params.yaml",
                   root: str = ".") -> dict[str, Any]:
-    """prepare → validate → train → evaluate → register; `overrides` e.g. {"model": {"beta": 4}}."""
+    """prepare → validate → features → train → evaluate → register; `overrides` e.g. {"model": {"beta": 4}}."""
     workspace = stages.Workspace.at(root)
     params = load_params(workspace.root / params_path, overrides)
     prepare(params, workspace)
     validate(params, workspace)
+    features(params, workspace)
     train(params, workspace)
     evaluate(params, workspace)
     return register(params, workspace)

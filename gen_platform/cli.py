@@ -38,8 +38,9 @@ def _stage(function: Callable, name: str, help_text: str) -> None:
 
 _stage(stages.prepare, "prepare", "Split data/raw/<dataset>.npz into data/prepared/{train,val,test}.npz.")
 _stage(stages.validate, "validate", "Run the Great Expectations suite; exit non-zero naming each failure.")
-_stage(stages.train, "train", "Train on Ray Train, tracked in MLflow; writes models/.")
-_stage(stages.evaluate, "evaluate", "Score the model (ELBO at beta=1) and log sample/reconstruction grids.")
+_stage(stages.features, "features", "Train the domain classifier used by every distribution metric.")
+_stage(stages.train, "train", "Train model.family on Ray Train, tracked in MLflow; writes models/generator.")
+_stage(stages.evaluate, "evaluate", "Score the model (fd, kid, precision, recall, ...; VAE: ELBO, nll) and draw it.")
 _stage(stages.register, "register", "Register the model; move the champion alias only if it is better.")
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from gen_platform.errors import ConfigError
 
@@ -48,17 +48,39 @@ class ValidationParams(_Section):
         return self
 
 
-class ModelParams(_Section):
+class VAEParams(_Section):
     family: Literal["vae"] = "vae"
     latent_dim: int = Field(16, ge=1, le=1024)
     hidden_channels: int = Field(32, ge=4, le=512)
     beta: float = Field(1.0, gt=0, le=1000, description="KL weight of the beta-VAE")
+    learning_rate: float = Field(2e-3, gt=0, le=1)
+
+
+class GANParams(_Section):
+    family: Literal["gan"] = "gan"
+    latent_dim: int = Field(32, ge=1, le=1024)
+    hidden_channels: int = Field(32, ge=4, le=512)
+    d_steps_per_g_step: int = Field(1, ge=1, le=20, description="discriminator updates per generator update")
+    loss: Literal["non_saturating", "hinge", "wgan_gp"] = "non_saturating"
+    gradient_penalty: float = Field(10.0, ge=0, description="weight of the wgan_gp penalty")
+    spectral_norm: bool = False
+    g_learning_rate: float = Field(2e-4, gt=0, le=1)
+    d_learning_rate: float = Field(2e-4, gt=0, le=1)
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="EMA of the generator's weights; 0 disables")
+
+
+def _family(value: Any) -> str:
+    return value.get("family", "vae") if isinstance(value, dict) else getattr(value, "family", "vae")
+
+
+FAMILY_PARAMS = {"vae": VAEParams, "gan": GANParams}
+# `model.family` picks the section's schema; a missing family means the VAE.
+ModelParams = Annotated[Union[Annotated[VAEParams, Tag("vae")], Annotated[GANParams, Tag("gan")]], Discriminator(_family)]
 
 
 class TrainParams(_Section):
     epochs: int = Field(20, ge=1, le=10_000)
     batch_size: int = Field(64, ge=1, le=65_536)
-    learning_rate: float = Field(1e-3, gt=0, le=1)
     seed: int = 0
     num_workers: int = Field(2, ge=1, le=1024)
     use_gpu: bool = False
@@ -67,9 +89,22 @@ class TrainParams(_Section):
     max_failures: int = Field(1, ge=0, description="worker failures survived by restoring the last checkpoint")
 
 
+class ClassifierParams(_Section):
+    """The domain classifier whose features every distribution metric uses."""
+    epochs: int = Field(5, ge=1, le=1000)
+    batch_size: int = Field(128, ge=1)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    feature_dim: int = Field(128, ge=2, le=4096)
+    seed: int = 0
+
+
 class EvaluateParams(_Section):
     batch_size: int = Field(256, ge=1)
-    num_samples: int = Field(64, ge=1, le=1024)
+    num_samples: int = Field(64, ge=1, le=1024, description="images in the logged sample grid")
+    metric_samples: int = Field(2000, ge=10, description="generated images scored against the test split")
+    nearest_k: int = Field(5, ge=1, le=100, description="k of precision/recall/density/coverage")
+    nll_importance_samples: int = Field(100, ge=1, le=10_000, description="k of the importance-weighted NLL")
+    seed: int = 0
 
 
 class RegistryParams(_Section):
@@ -81,7 +116,8 @@ class PipelineParams(_Section):
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
     validation: ValidationParams = ValidationParams()
-    model: ModelParams = ModelParams()
+    classifier: ClassifierParams = ClassifierParams()
+    model: ModelParams = VAEParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     registry: RegistryParams = RegistryParams()
@@ -105,7 +141,10 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
 def _describe(error: ValidationError, source: str) -> str:
     problems = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        # Drop the union tag pydantic puts in the path: "model.gan.loss" → "model.loss".
+        loc = [part for i, part in enumerate(item["loc"]) if not (i == 1 and item["loc"][0] == "model"
+                                                                  and part in FAMILY_PARAMS)]
+        field = ".".join(str(part) for part in loc) or "(top level)"
         got = f" (got {item['input']!r})" if item["type"] != "missing" and not isinstance(item["input"], dict) else ""
         problems.append(f"{field}: {item['msg']}{got}")
     return f"{source}: invalid parameters: " + "; ".join(problems)

@@ -14,7 +14,7 @@ from typing import Any
 
 from gen_platform.config import PipelineParams
 from gen_platform.data import sources
-from gen_platform.data.arrays import ImageArrays, load_npz, to_tensor, write_npz
+from gen_platform.data.arrays import ImageArrays, load_npz, write_npz
 from gen_platform.data.splits import SPLITS, split_dataset
 from gen_platform.errors import GenPlatformError, ValidationFailed
 
@@ -35,7 +35,11 @@ class Workspace:
 
     @property
     def model_dir(self) -> Path:
-        return self.root / "models" / "model"
+        return self.root / "models" / "generator"
+
+    @property
+    def classifier_dir(self) -> Path:
+        return self.root / "models" / "classifier"
 
     @property
     def run_file(self) -> Path:
@@ -113,10 +117,38 @@ def require_valid_data(ws: Workspace) -> dict[str, Any]:
     return verdict
 
 
+def features(params: PipelineParams, ws: Workspace) -> dict[str, float]:
+    """Train the domain classifier whose penultimate features all distribution metrics use."""
+    from gen_platform.evaluation.classifier import ClassifierConfig, accuracy, train_classifier
+    from gen_platform.training.checkpoint import save_checkpoint
+
+    require_valid_data(ws)
+    splits = load_splits(ws)
+    config = ClassifierConfig(params.data.image_size, params.data.channels, params.data.num_classes,
+                              params.classifier.feature_dim)
+    model = train_classifier(splits["train"], config, params.classifier.epochs, params.classifier.batch_size,
+                             params.classifier.learning_rate, params.classifier.seed)
+    scores = {"val_accuracy": accuracy(model, splits["val"]), "test_accuracy": accuracy(model, splits["test"])}
+    save_checkpoint(ws.classifier_dir, {"model": model.state_dict()}, config.to_dict(), family="classifier")
+    _write_json(ws.metrics("classifier"), scores)
+    print(f"domain classifier: val accuracy {scores['val_accuracy']:.3f}, test accuracy {scores['test_accuracy']:.3f}")
+    return scores
+
+
+def load_saved_classifier(ws: Workspace) -> dict[str, Any]:
+    from gen_platform.training.checkpoint import load_checkpoint
+
+    if not ws.classifier_dir.exists():
+        raise GenPlatformError(f"{ws.classifier_dir}: not found; run `genp features` first")
+    state, meta = load_checkpoint(ws.classifier_dir)
+    return {"state": state["model"], "config": meta["config"]}
+
+
 def train(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
     """Train on Ray Train inside one MLflow run (params, curves, lineage tags); save the final model."""
     import mlflow
 
+    from gen_platform.evaluation.images import epoch_progress_grid
     from gen_platform.tracking.lineage import data_version, git_commit
     from gen_platform.tracking.store import use_experiment
     from gen_platform.training.checkpoint import save_checkpoint
@@ -124,6 +156,7 @@ def train(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
 
     verdict = require_valid_data(ws)
     splits = load_splits(ws)
+    classifier = load_saved_classifier(ws)
     experiment_id = use_experiment(ws.root, params.registered_model_name)
     tags = {"data_version": data_version(ws.root), "git_commit": git_commit(ws.root),
             "validation": "passed" if verdict["success"] else "failed",
@@ -132,68 +165,70 @@ def train(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
         mlflow.log_params({f"{section}.{key}": value for section, values in params.model_dump().items()
                            if section in {"data", "split", "model", "train"} for key, value in values.items()})
         print(f"MLflow run {run.info.run_id} ({params.registered_model_name}); training on Ray Train")
-        result = fit(params, splits["train"], splits["val"], run_name=run.info.run_id, root=ws.root)
+        result = fit(params, splits["train"], splits["val"], run_name=run.info.run_id, root=ws.root,
+                     classifier=classifier)
         for record in result.history:
             mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
+        if result.snapshots:
+            mlflow.log_image(epoch_progress_grid(result.snapshots), "fixed_noise_by_epoch.png")
         mlflow.set_tag("ray_checkpoint", result.checkpoint_path)
     save_checkpoint(ws.model_dir, {"model": result.model_state}, result.model_config, params.model.family)
     _write_json(ws.run_file, {"run_id": run.info.run_id, "experiment_id": experiment_id})
-    final = result.history[-1]
-    _write_json(ws.metrics("train"), {key: final[key] for key in ("train_loss", "train_neg_elbo", "val_neg_elbo")})
+    final = {key: value for key, value in result.history[-1].items() if key.startswith(("train_", "val_"))}
+    _write_json(ws.metrics("train"), final)
     return final
 
 
 def evaluate(params: PipelineParams, ws: Workspace) -> dict[str, float]:
-    """β-independent scores on val (for promotion) and test, plus sample and reconstruction grids."""
+    """Generative metrics in the domain feature space (and, for VAEs, ELBO and NLL), pictures, a model card."""
     import mlflow
-    import torch
 
-    from gen_platform.evaluation.elbo import neg_elbo
-    from gen_platform.evaluation.images import image_grid
+    from gen_platform.evaluation.evaluate import evaluate_model
     from gen_platform.tracking.model_io import load_model_dir
     from gen_platform.tracking.store import use_experiment
 
     require_valid_data(ws)
     model = load_model_dir(ws.model_dir)
-    splits = load_splits(ws)
-    scores: dict[str, float] = {}
-    for split in ("val", "test"):
-        for key, value in neg_elbo(model, to_tensor(splits[split].images), params.evaluate.batch_size).items():
-            scores[f"{split}_{key}"] = value
-    samples = image_grid(model.sample(params.evaluate.num_samples, torch.Generator().manual_seed(0)))
-    originals = to_tensor(splits["test"].images[:32])
-    reconstructions = image_grid(torch.cat([originals, model.reconstruct(originals)]), columns=8)
-    samples.save(ws.report("samples.png"))
-    reconstructions.save(ws.report("reconstructions.png"))
+    classifier = load_saved_classifier(ws)
+    evaluation = evaluate_model(model, params, load_splits(ws), classifier)
+    for name, picture in evaluation.pictures.items():
+        picture.save(ws.report(f"{name}.png"))
+    scores = evaluation.scores | {"classifier_test_accuracy": _read_json(ws.metrics("classifier"), "genp features")["test_accuracy"]}
 
     use_experiment(ws.root, params.registered_model_name)
-    with mlflow.start_run(run_id=_read_json(ws.run_file, "genp train")["run_id"]):
-        mlflow.log_metrics({f"eval_{key}": value for key, value in scores.items()})
-        mlflow.log_image(samples, "samples.png")
-        mlflow.log_image(reconstructions, "reconstructions.png")
-    print("evaluation: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    with mlflow.start_run(run_id=_read_json(ws.run_file, "genp train")["run_id"]) as run:
+        # Keys the training curves already hold (val_*) keep their per-epoch history; the full-split values
+        # used for promotion are in metrics/evaluate.json and on the registered version.
+        mlflow.log_metrics({k: v for k, v in scores.items() if k not in run.data.metrics})
+        for name, picture in evaluation.pictures.items():
+            mlflow.log_image(picture, f"{name}.png")
+    print("evaluation: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
     _write_json(ws.metrics("evaluate"), scores)
     return scores
-
-
-SELECTION_METRIC = "val_neg_elbo"
 
 
 def register(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
     """Register the model as `<family>-<dataset>`; move the alias only if it beats the champion."""
     import mlflow
 
+    from gen_platform.models import family
+    from gen_platform.tracking.lineage import data_version
+    from gen_platform.tracking.model_card import model_card
     from gen_platform.tracking.registry import register_and_promote
     from gen_platform.tracking.store import use_experiment
 
     require_valid_data(ws)
     scores = _read_json(ws.metrics("evaluate"), "genp evaluate")
+    metric = family(params.model.family).SELECTION_METRIC
     use_experiment(ws.root, params.registered_model_name)
-    with mlflow.start_run(run_id=_read_json(ws.run_file, "genp train")["run_id"]):
+    run_id = _read_json(ws.run_file, "genp train")["run_id"]
+    card = model_card(params, scores, data_version(ws.root), run_id, sample_grid="samples.png")
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_text(card, "model_card.md")
         decision = register_and_promote(ws.model_dir, params.registered_model_name, params.registry.alias,
-                                        SELECTION_METRIC, scores[SELECTION_METRIC], params.registry.min_improvement)
+                                        metric, scores[metric], params.registry.min_improvement, description=card)
     verb = "promoted to" if decision.promoted else "not promoted to"
     print(f"registered {decision.model_name} v{decision.version}, {verb} @{decision.alias}: {decision.reason} "
-          f"({decision.metric} {decision.challenger:.3f} vs champion {decision.champion})")
+          f"({decision.metric} {decision.challenger:.4g} vs champion {decision.champion})")
     _write_json(ws.report("registry.json"), decision.to_dict())
     return decision.to_dict()

@@ -24,3 +24,20 @@ def image_grid(images: torch.Tensor, columns: int | None = None, min_tile: int =
                               else (canvas * 255).round().astype(np.uint8))
     scale = max(1, math.ceil(min_tile / height))
     return picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+
+
+def epoch_progress_grid(snapshots: list[torch.Tensor], columns: int = 8, max_rows: int = 10) -> Image.Image:
+    """One row per epoch (evenly subsampled to `max_rows`), the same fixed noise in every row."""
+    picks = sorted({round(i * (len(snapshots) - 1) / max(max_rows - 1, 1)) for i in range(min(max_rows, len(snapshots)))})
+    rows = [snapshots[i][:columns].float() / 255 for i in picks]
+    return image_grid(torch.cat(rows), columns=columns)
+
+
+@torch.no_grad()
+def interpolation_grid(model: torch.nn.Module, images: torch.Tensor, steps: int = 8) -> Image.Image:
+    """VAE: decode straight lines between the latent means of consecutive image pairs (one row per pair)."""
+    means = model.encode(images)[0]
+    weights = torch.linspace(0, 1, steps).view(1, steps, 1)
+    starts, ends = means[0::2].unsqueeze(1), means[1::2].unsqueeze(1)
+    path = (starts * (1 - weights) + ends * weights).flatten(0, 1)
+    return image_grid(torch.sigmoid(model.decode(path)), columns=steps)

@@ -50,10 +50,12 @@ def current_champion(client: mlflow.MlflowClient, name: str, alias: str, metric:
 
 
 def register_and_promote(model_dir: Path, name: str, alias: str, metric: str, value: float,
-                         min_improvement: float = 0.0) -> PromotionDecision:
+                         min_improvement: float = 0.0, description: str | None = None) -> PromotionDecision:
     """Within an active MLflow run: log and register the model, then apply the champion rule."""
     client = mlflow.MlflowClient()
     version = str(log_model(model_dir, name).version)
+    if description:
+        client.update_model_version(name, version, description=description)
     client.set_model_version_tag(name, version, metric, repr(value))
     client.set_model_version_tag(name, version, METRIC_TAG, metric)
     # Read the champion as late as possible so a concurrent promotion is taken into account.

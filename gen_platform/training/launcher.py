@@ -20,6 +20,7 @@ class FitResult:
     model_state: dict[str, Any]
     model_config: dict[str, Any]
     history: list[dict[str, float]]
+    snapshots: list[Any]  # per-epoch fixed-noise samples (GAN), uint8 N×C×H×W
     checkpoint_path: str
 
 
@@ -28,19 +29,22 @@ def storage_path(params: PipelineParams, root: Path) -> str:
     return path if "://" in path or Path(path).is_absolute() else str((root / path).resolve())
 
 
-def fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: str, root: Path) -> FitResult:
-    """Train `params.model` on `train`; resumes when `run_name` already has checkpoints in the storage path."""
+def fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: str, root: Path,
+        classifier: dict[str, Any] | None = None) -> FitResult:
+    """Train `params.model` on `train`; resumes when `run_name` already has checkpoints in the storage path.
+
+    `classifier` (a saved domain classifier: state and config) enables feature-space validation metrics.
+    """
     import ray.train
     from ray.train.torch import TorchTrainer
 
     ensure_ray()
     model_config = family(params.model.family).config_from_params(params.data, params.model)
     loop_config = {
-        "model_config": model_config.to_dict(),
-        "train_images": train.images, "val_images": val.images,
+        "family": params.model.family, "model_config": model_config.to_dict(), "model_params": params.model,
+        "train_images": train.images, "val_images": val.images, "classifier": classifier,
         "epochs": params.train.epochs, "batch_size": params.train.batch_size,
-        "eval_batch_size": params.evaluate.batch_size,
-        "learning_rate": params.train.learning_rate, "beta": params.model.beta, "seed": params.train.seed,
+        "eval_batch_size": params.evaluate.batch_size, "seed": params.train.seed,
         "threads_per_worker": max(1, int(params.train.cpus_per_worker)),
     }
     trainer = TorchTrainer(
@@ -63,4 +67,5 @@ def fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: 
         raise GenPlatformError("training finished without reporting a checkpoint")
     with result.checkpoint.as_directory() as directory:
         state, meta = load_checkpoint(directory)
-    return FitResult(state["model"], meta["config"], list(state["history"]), result.checkpoint.path)
+    return FitResult(state["model"], meta["config"], list(state["history"]), list(state.get("snapshots", [])),
+                     result.checkpoint.path)

@@ -1,6 +1,7 @@
 """Per-worker training loop for Ray Train: plain PyTorch plus `ray.train.report`.
 
-It knows nothing of MLflow, DVC or Prefect: it reports metrics and a checkpoint every epoch, and resumes
+Family-agnostic: the model family's `Recipe` knows how to take one epoch of steps and how to validate. The
+loop knows nothing of MLflow, DVC or Prefect: it reports metrics and a checkpoint every epoch, and resumes
 from the latest checkpoint when Ray restarts it after a worker failure.
 """
 
@@ -16,27 +17,8 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from gen_platform.data.arrays import to_tensor
-from gen_platform.evaluation.elbo import all_reduce, neg_elbo
-from gen_platform.models import vae
+from gen_platform.models import family
 from gen_platform.training.checkpoint import load_checkpoint, save_checkpoint
-
-TERMS = ("loss", "recon", "kl", "neg_elbo")
-
-
-def run_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, beta: float,
-              device: torch.device) -> dict[str, float]:
-    """One pass over this worker's shard; returns means over all workers' images."""
-    model.train()
-    totals = torch.zeros(len(TERMS) + 1, dtype=torch.float64)
-    for (batch,) in loader:
-        batch = batch.to(device, non_blocking=True)
-        terms = vae.loss_terms(model(batch), beta)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
-        totals += torch.tensor([terms[t].item() * len(batch) for t in TERMS] + [len(batch)], dtype=torch.float64)
-    totals = all_reduce(totals)
-    return {name: (totals[i] / totals[-1]).item() for i, name in enumerate(TERMS)} | {"images": int(totals[-1])}
 
 
 def _progress(line: str) -> None:
@@ -55,6 +37,19 @@ def _quiet_report_log() -> None:
     train_context.logger.setLevel(logging.WARNING)
 
 
+def _features(config: dict[str, Any], device: torch.device) -> torch.nn.Module | None:
+    if config.get("classifier") is None:
+        return None
+    from gen_platform.evaluation.classifier import FeatureModule, load_classifier
+
+    return FeatureModule(load_classifier(config["classifier"])).to(device)
+
+
+def _format(record: dict[str, float], epochs: int, keys: tuple[str, ...]) -> str:
+    shown = "  ".join(f"{key} {record[key]:.3f}" for key in keys if key in record)
+    return f"epoch {record['epoch']}/{epochs}  {shown}  {record['images_per_second']:.0f} img/s"
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
@@ -64,22 +59,22 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world_size = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(config["threads_per_worker"])
     torch.manual_seed(config["seed"])
-    model_config = vae.VAEConfig(**config["model_config"])
-    model = ray.train.torch.prepare_model(vae.build(model_config))
-    core = getattr(model, "module", model)
     device = ray.train.torch.get_device()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
+    module = family(config["family"])
+    model = module.build(module.Config(**config["model_config"])).to(device)
+    recipe = module.Recipe(model, config["model_params"], wrap=ray.train.torch.prepare_model, device=device)
+    features = _features(config, device)
 
-    start_epoch, history = 0, []
+    start_epoch, history, snapshots = 0, [], []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state, _ = load_checkpoint(directory)
-        core.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        recipe.load_state_dict(state)
         start_epoch, history = state["epoch"] + 1, list(state["history"])
+        snapshots = list(state.get("snapshots", []))
         if rank == 0:
-            _progress(f"resumed from the checkpoint of epoch {state['epoch'] + 1}")
+            _progress(f"resumed from the checkpoint of epoch {start_epoch}")
     torch.manual_seed(config["seed"] * 1000 + rank + start_epoch)  # different noise per worker and resume
 
     train_set = TensorDataset(to_tensor(config["train_images"]))
@@ -90,20 +85,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     for epoch in range(start_epoch, config["epochs"]):
         sampler.set_epoch(epoch)
         started = time.perf_counter()
-        train_stats = run_epoch(model, loader, optimizer, config["beta"], device)
+        train_stats = recipe.train_epoch(loader)
         seconds = time.perf_counter() - started
-        val_stats = neg_elbo(core, val_images, config["eval_batch_size"], device, rank, world_size, config["seed"])
+        val_stats = recipe.validate(val_images, config["eval_batch_size"], rank, world_size, config["seed"], features)
         record = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in train_stats.items() if k != "images"},
                   **{f"val_{k}": v for k, v in val_stats.items()},
                   "images_per_second": train_stats["images"] / seconds, "epoch_seconds": seconds}
         history.append(record)
+        if hasattr(recipe, "snapshot"):
+            snapshots.append(recipe.snapshot())
         if rank == 0:
             with tempfile.TemporaryDirectory() as directory:
-                state = {"model": core.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                         "history": history}
-                save_checkpoint(directory, state, model_config.to_dict(), family="vae")
+                state = recipe.state_dict() | {"epoch": epoch, "history": history, "snapshots": snapshots}
+                save_checkpoint(directory, state, config["model_config"], family=config["family"])
                 ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(directory))
-            _progress(f"epoch {epoch + 1}/{config['epochs']}  loss {record['train_loss']:.2f}  "
-                      f"val -ELBO {record['val_neg_elbo']:.2f} nats  {record['images_per_second']:.0f} img/s")
+            _progress(_format(record, config["epochs"], recipe.PROGRESS))
         else:
             ray.train.report(record)

@@ -34,7 +34,7 @@ def _champion(workspace):
 
 def test_first_repro_registers_a_champion_that_samples(workspace):
     result = run(["dvc", "repro"], workspace)
-    assert _stages_run(result.stdout) == ["prepare", "validate", "train", "evaluate", "register"]
+    assert _stages_run(result.stdout) == ["prepare", "validate", "features", "train", "evaluate", "register"]
     assert f"epoch {EPOCHS}/{EPOCHS}" in result.stdout + result.stderr  # progress reaches the user
 
     client = mlflow_client(workspace)
@@ -51,9 +51,12 @@ def test_first_repro_registers_a_champion_that_samples(workspace):
     assert run_data.params["model.beta"] == "1.0" and run_data.params["train.num_workers"] == "2"
     curve = client.get_metric_history(champion.run_id, "val_neg_elbo")
     assert [m.step for m in curve] == list(range(1, EPOCHS + 1))
-    assert {"train_loss", "train_recon", "train_kl", "eval_test_neg_elbo"} <= set(run_data.metrics)
+    expected_metrics = {"train_loss", "train_recon", "train_kl", "val_neg_elbo", "test_neg_elbo", "nll",
+                        "fd", "kid", "precision", "recall", "density", "coverage", "classifier_test_accuracy"}
+    assert expected_metrics <= set(run_data.metrics)
     artifacts = {a.path for a in client.list_artifacts(champion.run_id)}
-    assert {"samples.png", "reconstructions.png"} <= artifacts
+    assert {"samples.png", "reconstructions.png", "interpolations.png", "model_card.md"} <= artifacts
+    assert data_md5 in champion.description and "| `nll` |" in champion.description
     assert champion.tags["promotion.promoted"] == "True"
 
 
@@ -68,7 +71,7 @@ def test_cli_samples_from_the_champion(workspace):
 def test_second_repro_finds_everything_up_to_date(workspace):
     result = run(["dvc", "repro"], workspace)
     assert _stages_run(result.stdout) == []
-    for stage in ("prepare", "validate", "train", "evaluate", "register"):
+    for stage in ("prepare", "validate", "features", "train", "evaluate", "register"):
         assert f"Stage '{stage}' didn't change, skipping" in result.stdout
     assert "Data and pipelines are up to date." in result.stdout
 
@@ -152,3 +155,23 @@ def test_training_refuses_data_that_failed_validation(workspace):
     assert not json.loads(verdict_file.read_text())["success"]  # left by the bad-data runs above
     result = run(["genp", "train"], workspace, check=False)
     assert result.returncode == 1 and "failed validation" in result.stderr
+
+
+def test_gan_family_registers_its_own_champion(workspace):
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["model"] = {"family": "gan", "loss": "hinge", "d_steps_per_g_step": 2, "spectral_norm": True,
+                       "ema_decay": 0.99}
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run(["dvc", "repro"], workspace)
+    assert _stages_run(result.stdout)[-3:] == ["train", "evaluate", "register"]
+    client = mlflow_client(workspace)
+    champion = client.get_model_version_by_alias("gan-digits", "champion")
+    run_data = client.get_run(champion.run_id).data
+    assert {"fd", "kid", "precision", "recall", "density", "coverage", "val_fd", "train_d_loss"} <= set(run_data.metrics)
+    assert "nll" not in run_data.metrics
+    assert champion.tags["selection_metric"] == "val_fd"
+    artifacts = {a.path for a in client.list_artifacts(champion.run_id)}
+    assert {"samples.png", "fixed_noise_by_epoch.png", "model_card.md"} <= artifacts
+    samples = load_generator("models:/gan-digits@champion").sample(4)
+    assert samples.shape == (4, 1, 8, 8)
+    assert _champion(workspace)[0] in {"1", "2"}  # the VAE's champion is untouched by the GAN run

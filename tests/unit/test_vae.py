@@ -1,11 +1,12 @@
 import pytest
 import torch
 
-from gen_platform.config import DataParams, ModelParams
+from gen_platform.config import DataParams, VAEParams
 from gen_platform.errors import ConfigError
 from gen_platform.evaluation.elbo import neg_elbo
 from gen_platform.models import family
-from gen_platform.models.vae import ConvVAE, VAEConfig, config_from_params, downsampling_steps, loss_terms
+from gen_platform.models.shapes import downsampling_steps
+from gen_platform.models.vae import ConvVAE, VAEConfig, config_from_params, loss_terms
 
 
 @pytest.mark.parametrize(("size", "channels", "steps"), [(8, 1, 1), (28, 1, 2), (32, 3, 3), (64, 3, 4)])
@@ -21,8 +22,8 @@ def test_shapes_follow_image_size(size, channels, steps):
 
 
 def test_image_size_that_cannot_be_served_is_rejected():
-    with pytest.raises(ConfigError, match="data.image_size: 7"):
-        config_from_params(DataParams(image_size=7), ModelParams())
+    with pytest.raises(ConfigError, match="data.image_size: 7 cannot be served"):
+        config_from_params(DataParams(image_size=7), VAEParams())
 
 
 def test_unknown_family_is_named():

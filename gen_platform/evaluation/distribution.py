@@ -1,0 +1,48 @@
+"""Distribution metrics in the domain feature space, from kept libraries: torchmetrics (FD, KID) with our
+classifier as the feature module, and `prdc` (precision, recall, density, coverage)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+
+import torch
+from prdc import compute_prdc
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+
+
+def _feed(metric: nn.Module, real: torch.Tensor, fake: torch.Tensor, batch_size: int) -> None:
+    for images, is_real in ((real, True), (fake, False)):
+        for start in range(0, len(images), batch_size):
+            metric.update(images[start:start + batch_size], real=is_real)
+
+
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor, features: nn.Module, batch_size: int = 512) -> float:
+    """FD between two image sets (N×C×H×W in [0, 1]); 0 for identical distributions."""
+    metric = FrechetInceptionDistance(feature=features)
+    _feed(metric, real, fake, batch_size)
+    return float(metric.compute())
+
+
+@torch.no_grad()
+def _features(images: torch.Tensor, features: nn.Module, batch_size: int) -> torch.Tensor:
+    return torch.cat([features(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]).cpu()
+
+
+def distribution_metrics(real: torch.Tensor, fake: torch.Tensor, features: nn.Module, nearest_k: int = 5,
+                         batch_size: int = 512, kid_subsets: int = 50) -> dict[str, float]:
+    """fd, kid (mean over subsets), precision, recall, density, coverage (Naeem et al. 2020)."""
+    with warnings.catch_warnings():  # KID warns that it buffers features: intended, they are small
+        warnings.simplefilter("ignore", UserWarning)
+        kid = KernelInceptionDistance(feature=features, subsets=kid_subsets,
+                                      subset_size=min(1000, len(real), len(fake)))
+    _feed(kid, real, fake, batch_size)
+    kid_mean, _ = kid.compute()
+    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints its sample counts
+        manifold = compute_prdc(real_features=_features(real, features, batch_size).numpy(),
+                                fake_features=_features(fake, features, batch_size).numpy(), nearest_k=nearest_k)
+    return {"fd": frechet_distance(real, fake, features, batch_size), "kid": float(kid_mean),
+            **{name: float(value) for name, value in manifold.items()}}

@@ -1,0 +1,36 @@
+"""A per-version model card (markdown): data version, parameters, metrics, sample grid."""
+
+from __future__ import annotations
+
+from gen_platform.config import PipelineParams
+
+
+def model_card(params: PipelineParams, scores: dict[str, float], data_version: str, run_id: str,
+               sample_grid: str) -> str:
+    model = params.model.model_dump()
+    rows = "\n".join(f"| `{name}` | {value:.5g} |" for name, value in sorted(scores.items()))
+    settings = "\n".join(f"| `model.{k}` | `{v}` |" for k, v in model.items()) + "\n" + "\n".join(
+        f"| `train.{k}` | `{v}` |" for k, v in params.train.model_dump().items()
+        if k in {"epochs", "batch_size", "num_workers", "seed"})
+    return f"""# {params.registered_model_name}
+
+A {model['family'].upper()} trained by gen_platform on `{params.data.dataset}`
+({params.data.image_size}×{params.data.image_size}×{params.data.channels}, {params.data.num_classes} classes).
+
+- data version (DVC md5 of data/raw): `{data_version}`
+- MLflow run: `{run_id}`
+- sample grid: run artifact `{sample_grid}`
+
+## Parameters
+| parameter | value |
+|---|---|
+{settings}
+
+## Metrics
+Distribution metrics use the features of a classifier trained on the same dataset (not Inception), so they
+compare models on this dataset only. `nll`, `*_neg_elbo` in nats per image; lower `fd`, `kid`, `nll` are better.
+
+| metric | value |
+|---|---|
+{rows}
+"""

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Make a stock container or VM ready to run gen_platform: install the project, with its whole dependency tree
+# locked by constraints.txt, from a checkout of this repository. Runs before `ray start` in every Ray pod
+# (infra/kuberay/*.yaml) and Ray autoscaler node (infra/ray/cluster-aws.yaml), and before the Prefect worker
+# (infra/k8s/prefect.yaml). An image built FROM the same base with this script run at build time makes pods
+# start in seconds instead of minutes; the manifests then only need the image name changed.
+#
+#   GEN_PLATFORM_WORKSPACE  the checkout (default: /mnt/workspace, the shared volume of infra/k8s/base.yaml)
+#   GEN_PLATFORM_PIP        the pip command (default: python -m pip)
+set -euo pipefail
+
+workspace="${GEN_PLATFORM_WORKSPACE:-/mnt/workspace}"
+pip_cmd="${GEN_PLATFORM_PIP:-python -m pip}"
+
+for file in pyproject.toml constraints.txt gen_platform/__init__.py; do
+  if [[ ! -f "$workspace/$file" ]]; then
+    echo "bootstrap: $workspace/$file is missing: copy the repository to $workspace first (infra/README.md)" >&2
+    exit 1
+  fi
+done
+
+# Build from a private copy: the workspace is shared by every pod (pip builds in the source tree).
+build="$(mktemp -d)"
+mkdir "$build/src"
+cp -R "$workspace/pyproject.toml" "$workspace/gen_platform" "$build/src/"
+if [[ -f "$workspace/README.md" ]]; then cp "$workspace/README.md" "$build/src/"; fi
+
+# constraints.txt pins the CPU-only torch build (torch==X+cpu) for laptops and CI; cluster nodes take the
+# same version's default build from PyPI, which carries CUDA.
+sed -E 's/^([A-Za-z0-9_.-]+==[^+[:space:]]+)\+cpu[[:space:]]*$/\1/' "$workspace/constraints.txt" \
+  > "$build/constraints.txt"
+
+$pip_cmd install --no-cache-dir --quiet --constraint "$build/constraints.txt" "$build/src"
+echo "bootstrap: gen_platform installed from $workspace"

@@ -1,0 +1,63 @@
+"""Sanity of the generative metrics on real digits with the domain classifier's features."""
+
+import pytest
+import torch
+
+from gen_platform.data.arrays import to_tensor
+from gen_platform.data.splits import split_dataset
+from gen_platform.evaluation.classifier import ClassifierConfig, FeatureModule, accuracy, train_classifier
+from gen_platform.evaluation.distribution import distribution_metrics, frechet_distance
+from gen_platform.evaluation.elbo import importance_weighted_nll, neg_elbo
+from gen_platform.models.vae import ConvVAE, VAEConfig
+
+
+@pytest.fixture(scope="module")
+def setting(digits):
+    splits = split_dataset(digits, 0, 0.1, 0.1)
+    classifier = train_classifier(splits["train"], ClassifierConfig(8, 1, 10), 3, 128, 1e-3, 0)
+    images = to_tensor(splits["train"].images)
+    return FeatureModule(classifier), images[:700], images[700:1400], accuracy(classifier, splits["test"])
+
+
+def test_domain_classifier_is_accurate(setting):
+    assert setting[3] > 0.9
+
+
+def test_real_vs_real_is_near_zero_and_noise_raises_fd_monotonically(setting):
+    features, real, other, _ = setting
+    baseline = frechet_distance(real, other, features)
+    generator = torch.Generator().manual_seed(0)
+    noisy = [frechet_distance(real, (other + s * torch.randn(other.shape, generator=generator)).clamp(0, 1), features)
+             for s in (0.05, 0.1, 0.2, 0.4, 0.8)]
+    pure_noise = frechet_distance(real, torch.rand(other.shape, generator=generator), features)
+    assert baseline < 0.05 * pure_noise  # "near 0" on the scale of this feature space
+    assert all(a < b for a, b in zip([baseline] + noisy, noisy))
+
+
+def test_blur_raises_fd_monotonically(setting):
+    features, real, other, _ = setting
+    scores = []
+    for size in (1, 3, 5):
+        kernel = torch.ones(1, 1, size, size) / size**2
+        scores.append(frechet_distance(real, torch.nn.functional.conv2d(other, kernel, padding=size // 2), features))
+    assert scores[0] < scores[1] < scores[2]
+
+
+def test_collapsed_generator_has_low_recall_and_coverage(setting):
+    features, real, other, _ = setting
+    healthy = distribution_metrics(real, other, features)
+    collapsed = distribution_metrics(real, other[:1].repeat(len(other), 1, 1, 1), features)
+    assert healthy["recall"] > 0.8 and healthy["coverage"] > 0.7
+    assert collapsed["recall"] < 0.05 and collapsed["coverage"] < 0.05
+    assert collapsed["fd"] > 10 * healthy["fd"] and collapsed["kid"] > healthy["kid"]
+
+
+def test_importance_weighted_nll_is_tighter_than_the_elbo():
+    torch.manual_seed(0)
+    model = ConvVAE(VAEConfig(8, 1, 4, 8)).eval()
+    images = torch.rand(32, 1, 8, 8)
+    one_sample = importance_weighted_nll(model, images, samples=1, seed=1)
+    many = importance_weighted_nll(model, images, samples=200, seed=1)
+    bound = neg_elbo(model, images, 32, seed=1)["neg_elbo"]
+    assert many < one_sample and many < bound
+    assert one_sample == pytest.approx(bound, rel=0.05)  # k=1 is the ELBO itself, up to sampling noise
