@@ -11,6 +11,7 @@ export PATH := $(BIN):$(PATH)
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
+	@bash infra/local/install-system-packages.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
 	@touch $@
@@ -28,7 +29,9 @@ test-unit: setup
 	pytest -m "not integration"
 
 bench: setup
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench]"
 	python -m bench.train_throughput
+	python -m bench.quality
 
 clean:
 	rm -rf data/prepared models reports metrics ray_results mlartifacts mlflow.db

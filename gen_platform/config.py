@@ -80,7 +80,7 @@ ModelParams = Annotated[Union[Annotated[VAEParams, Tag("vae")], Annotated[GANPar
 
 class TrainParams(_Section):
     epochs: int = Field(20, ge=1, le=10_000)
-    batch_size: int = Field(64, ge=1, le=65_536)
+    batch_size: int = Field(64, ge=1, le=65_536, description="global batch, shared by the workers")
     seed: int = 0
     num_workers: int = Field(2, ge=1, le=1024)
     use_gpu: bool = False

@@ -17,16 +17,20 @@ from gen_platform.errors import DataError
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
 
+TEST_ROW = 1  # value of the optional `split` array for rows of a dataset's own test split
+
+
 @dataclass(frozen=True)
 class ImageArrays:
     images: np.ndarray  # N×H×W×C; uint8 expected, other dtypes are kept so validation can name them
     labels: np.ndarray  # N, int64
+    split: np.ndarray | None = None  # N, uint8: 0 train, 1 test, when the dataset ships its own split
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, index: np.ndarray) -> ImageArrays:
-        return ImageArrays(self.images[index], self.labels[index])
+        return ImageArrays(self.images[index], self.labels[index], None if self.split is None else self.split[index])
 
 
 def write_npz(path: str | Path, arrays: ImageArrays) -> Path:
@@ -35,7 +39,10 @@ def write_npz(path: str | Path, arrays: ImageArrays) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, array in (("images", arrays.images), ("labels", arrays.labels)):
+        named = {"images": arrays.images, "labels": arrays.labels}
+        if arrays.split is not None:
+            named["split"] = arrays.split
+        for name, array in named.items():
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
             archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE), buffer.getvalue(),
@@ -55,6 +62,7 @@ def load_npz(path: str | Path) -> ImageArrays:
             if missing:
                 raise DataError(f"{path}: missing array(s) {sorted(missing)}; expected 'images' and 'labels'")
             images, labels = archive["images"], archive["labels"]
+            split = archive["split"] if "split" in archive.files else None
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
@@ -65,7 +73,9 @@ def load_npz(path: str | Path) -> ImageArrays:
         raise DataError(f"{path}: 'labels' has shape {labels.shape}; expected ({len(images)},), one label per image")
     if not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{path}: 'labels' has dtype {labels.dtype}; expected integers")
-    return ImageArrays(images, labels.astype(np.int64))
+    if split is not None and (split.shape != labels.shape or not np.isin(split, (0, TEST_ROW)).all()):
+        raise DataError(f"{path}: 'split' must hold one 0 (train) or 1 (test) per image")
+    return ImageArrays(images, labels.astype(np.int64), split)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,48 @@ def digits() -> ImageArrays:
     return ImageArrays(images, bunch.target.astype(np.int64))
 
 
-BUILTIN_DATASETS = {"digits": digits}
+FMNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+                "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+FMNIST_DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"  # where Debian's dataset-fashion-mnist puts them
+
+
+def _read_idx(path: Path, magic: int, header: int) -> np.ndarray:
+    try:
+        with gzip.open(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as error:
+        raise DataError(f"{path}: cannot read gzipped idx file: {error}") from None
+    if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
+        raise DataError(f"{path}: not an idx file (magic number {magic} expected)")
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range((header - 4) // 4)]
+    data = np.frombuffer(raw, np.uint8, offset=header)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path}: truncated, {data.size} values for a header of {dims}")
+    return data.reshape(dims)
+
+
+def fashion_mnist(directory: str | Path | None = None) -> ImageArrays:
+    """Fashion-MNIST (70,000 28×28 images, MIT licence) from its original idx files, keeping its train/test
+    split. Looks in FMNIST_DIR, else where Debian's `dataset-fashion-mnist` installs them."""
+    folder = Path(directory or os.environ.get("FMNIST_DIR") or FMNIST_DEFAULT_DIR)
+    missing = [name for pair in FMNIST_FILES.values() for name in pair if not (folder / name).exists()]
+    if missing:
+        raise DataError(f"{folder}: Fashion-MNIST files {missing} not found; install them with "
+                        "`sudo apt-get install dataset-fashion-mnist` (make setup does this where apt exists) "
+                        "or set FMNIST_DIR to a folder holding the four original .gz files")
+    images, labels, split = [], [], []
+    for index, (part, (image_file, label_file)) in enumerate(FMNIST_FILES.items()):
+        part_images = _read_idx(folder / image_file, 2051, 16)
+        part_labels = _read_idx(folder / label_file, 2049, 8)
+        if len(part_images) != len(part_labels):
+            raise DataError(f"{folder}: {part} has {len(part_images)} images but {len(part_labels)} labels")
+        images.append(part_images[..., None])
+        labels.append(part_labels.astype(np.int64))
+        split.append(np.full(len(part_labels), index, np.uint8))
+    return ImageArrays(np.concatenate(images), np.concatenate(labels), np.concatenate(split))
+
+
+BUILTIN_DATASETS = {"digits": digits, "fashion-mnist": fashion_mnist}
 
 
 def builtin(name: str) -> ImageArrays:

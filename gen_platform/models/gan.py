@@ -143,8 +143,8 @@ class Recipe:
     def _noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.model.config.latent_dim, device=self.device)
 
-    def _discriminator_step(self, real: torch.Tensor) -> float:
-        fake = self.generator(self._noise(len(real))).detach()
+    def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
+        fake = fake.detach()
         if self.hyper.loss == "wgan_gp":
             mix = torch.rand(len(real), 1, 1, 1, device=self.device)
             between = (mix * real + (1 - mix) * fake).requires_grad_(True)
@@ -161,11 +161,11 @@ class Recipe:
         self.d_optimizer.step()
         return loss.item()
 
-    def _generator_step(self, n: int) -> float:
+    def _generator_step(self, fake: torch.Tensor) -> float:
         no_sync = getattr(self.discriminator, "no_sync", None)
         # D's gradients from the G step are discarded, so they need no all-reduce.
         with no_sync() if no_sync else torch.enable_grad():
-            loss = generator_loss(self.hyper.loss, self.discriminator(self.generator(self._noise(n))))
+            loss = generator_loss(self.hyper.loss, self.discriminator(fake))
         self.g_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.g_optimizer.step()
@@ -179,10 +179,12 @@ class Recipe:
         totals = torch.zeros(5, dtype=torch.float64)  # d loss sum, d steps, g loss sum, g steps, images
         for step, (batch,) in enumerate(loader, start=1):
             real = batch.to(self.device, non_blocking=True) * 2 - 1
-            totals[0] += self._discriminator_step(real)
+            # The G step reuses the fakes of the D step just before it (one generator forward per batch).
+            fake = self.generator(self._noise(len(real)))
+            totals[0] += self._discriminator_step(real, fake)
             totals[1] += 1
             if step % self.hyper.d_steps_per_g_step == 0:
-                totals[2] += self._generator_step(len(real))
+                totals[2] += self._generator_step(fake)
                 totals[3] += 1
             totals[4] += len(real)
         d_sum, d_steps, g_sum, g_steps, images = all_reduce(totals).tolist()

@@ -79,7 +79,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     train_set = TensorDataset(to_tensor(config["train_images"]))
     sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=config["seed"])
-    loader = DataLoader(train_set, batch_size=config["batch_size"], sampler=sampler, drop_last=False)
+    # `batch_size` is global: results do not depend on how many workers share it.
+    loader = DataLoader(train_set, batch_size=max(1, config["batch_size"] // world_size), sampler=sampler)
     val_images = to_tensor(config["val_images"])
 
     for epoch in range(start_epoch, config["epochs"]):

@@ -123,20 +123,30 @@ def test_kubernetes_manifest_is_valid(item: tuple[Path, dict], version: str) -> 
     kubernetes_validate.validate(doc, version, strict=True)
 
 
-def _pod_template(spec: dict[str, Any]) -> dict[str, Any]:
-    """A core/v1 PodTemplate object around a pod spec, so kubernetes-validate checks it in full."""
-    return {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "check"}, "template": {"spec": spec}}
+def _pod_template(template: dict[str, Any]) -> dict[str, Any]:
+    """A core/v1 PodTemplate object around a pod template (metadata and spec), for kubernetes-validate."""
+    return {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "check"}, "template": template}
+
+
+def kuberay_pod_templates(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    spec = doc["spec"]
+    cluster = spec.get("rayClusterSpec", spec)
+    yield "headGroupSpec", cluster["headGroupSpec"]["template"]
+    for group in cluster.get("workerGroupSpecs", []):
+        yield f"workerGroupSpecs[{group['groupName']}]", group["template"]
+    if "submitterPodTemplate" in spec:
+        yield "submitterPodTemplate", spec["submitterPodTemplate"]
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize("item", KUBERAY_DOCS, ids=_id)
 def test_kuberay_pod_templates_are_valid_core_v1(item: tuple[Path, dict], version: str) -> None:
     _, doc = item
-    specs = list(pod_specs(doc))
-    assert len(specs) >= 2, "a head and at least one worker group"
-    for where, spec in specs:
+    templates = list(kuberay_pod_templates(doc))
+    assert len(templates) >= 2, "a head and at least one worker group"
+    for where, template in templates:
         try:
-            kubernetes_validate.validate(_pod_template(spec), version, strict=True)
+            kubernetes_validate.validate(_pod_template(template), version, strict=True)
         except kubernetes_validate.ValidationError as error:
             pytest.fail(f"{where}: {'.'.join(map(str, error.path))}: {error.message}")
 
@@ -166,11 +176,11 @@ def test_kubernetes_validation_rejects_wrong_fields(kind: str, name: str, path: 
 
 
 def test_pod_template_validation_rejects_a_misspelt_gpu_limit() -> None:
-    spec = copy.deepcopy(_one("RayCluster")["spec"]["workerGroupSpecs"][0]["template"]["spec"])
-    resources = spec["containers"][0]["resources"]
+    template = _one("RayCluster")["spec"]["workerGroupSpecs"][0]["template"]
+    resources = template["spec"]["containers"][0]["resources"]
     resources["limit"] = resources.pop("limits")
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(_pod_template(spec), K8S_VERSIONS[-1], strict=True)
+        kubernetes_validate.validate(_pod_template(template), K8S_VERSIONS[-1], strict=True)
 
 
 # --- KubeRay CRDs ---------------------------------------------------------------------------------------------
@@ -557,7 +567,7 @@ def _run_bootstrap(workspace: Path, tmp_path: Path) -> subprocess.CompletedProce
     record = tmp_path / "record"
     record.mkdir()
     env = {**os.environ, "GEN_PLATFORM_WORKSPACE": str(workspace), "GEN_PLATFORM_PIP": str(fake_pip),
-           "RECORD": str(record)}
+           "RECORD": str(record), "TMPDIR": str(tmp_path)}
     return subprocess.run(["bash", str(INFRA / "bootstrap.sh")], env=env, capture_output=True, text=True,
                           timeout=30)
 

@@ -1,0 +1,187 @@
+"""Side-by-side quality at an equal budget (same data split, epochs, batch size, networks):
+
+(a) our β-VAE (Ray Train) against pythae's BetaVAE built from the *same* encoder/decoder modules, and
+(b) our GAN (Ray Train, DDP on both networks) against a plain single-process PyTorch DCGAN loop.
+
+Every model is scored by the same code: `fd` (and kid, precision, recall, density, coverage) in the domain
+classifier's feature space on the test split; VAEs also by the importance-weighted `nll` (nats/image).
+Throughput is the median images/s of training passes after the first epoch.
+
+    python -m bench.quality            # Fashion-MNIST and digits; writes bench/results/quality.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from gen_platform.config import PipelineParams, parse_params
+from gen_platform.data.arrays import ImageArrays, to_tensor
+from gen_platform.data.sources import builtin
+from gen_platform.data.splits import split_dataset
+from gen_platform.evaluation.classifier import ClassifierConfig, FeatureModule, accuracy, train_classifier
+from gen_platform.evaluation.distribution import distribution_metrics
+from gen_platform.evaluation.elbo import importance_weighted_nll
+from gen_platform.models import gan, vae
+
+RESULT = Path(__file__).parent / "results" / "quality.json"
+THREADS = os.cpu_count() or 1
+SETTINGS = {  # dataset → (image size, epochs, test images scored)
+    "fashion-mnist": (28, 3, 2000),
+    "digits": (8, 15, 360),
+}
+
+
+def _params(dataset: str, size: int, epochs: int, model: dict) -> PipelineParams:
+    return parse_params({"data": {"dataset": dataset, "image_size": size},
+                         "model": model, "train": {"epochs": epochs, "max_failures": 0}})
+
+
+def _ours(params: PipelineParams, splits: dict[str, ImageArrays]) -> tuple[torch.nn.Module, float]:
+    from gen_platform.training.launcher import fit
+
+    with tempfile.TemporaryDirectory() as root:
+        result = fit(params, splits["train"], splits["val"], run_name="quality", root=Path(root))
+    module = vae if params.model.family == "vae" else gan
+    model = module.build(module.Config(**result.model_config))
+    model.load_state_dict(result.model_state)
+    return model.eval(), statistics.median(r["images_per_second"] for r in result.history[1:] or result.history)
+
+
+def _pythae_beta_vae(params: PipelineParams, train: ImageArrays, workdir: str) -> tuple[torch.nn.Module, float]:
+    """pythae's BetaVAE and trainer around the modules of one of our ConvVAEs (so the networks are identical)."""
+    from pythae.data.preprocessors import DataProcessor
+    from pythae.models import BetaVAE, BetaVAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("pythae"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    torch.manual_seed(params.train.seed)
+    ours = vae.build(vae.config_from_params(params.data, params.model))
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.to_stats = ours.encoder, ours.to_stats
+
+        def forward(self, x):
+            mean, log_var = self.to_stats(self.encoder(x)).chunk(2, dim=1)
+            return ModelOutput(embedding=mean, log_covariance=log_var)
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.from_latent, self.decoder = ours.from_latent, ours.decoder
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.decoder(self.from_latent(z).view(-1, *ours.bottom_shape))))
+
+    config = BetaVAEConfig(input_dim=(params.data.channels, params.data.image_size, params.data.image_size),
+                           latent_dim=params.model.latent_dim, beta=params.model.beta, reconstruction_loss="bce")
+    model = BetaVAE(config, Encoder(), Decoder())
+    trainer_config = BaseTrainerConfig(output_dir=workdir, num_epochs=params.train.epochs,
+                                       per_device_train_batch_size=params.train.batch_size,
+                                       learning_rate=params.model.learning_rate, optimizer_cls="Adam",
+                                       no_cuda=True, steps_saving=None, seed=params.train.seed)
+    dataset = DataProcessor.to_dataset(DataProcessor().process_data(to_tensor(train.images).numpy()))
+    trainer = BaseTrainer(model=model, train_dataset=dataset, training_config=trainer_config)
+    trainer.prepare_training()
+    rates = []
+    for epoch in range(1, params.train.epochs + 1):
+        started = time.perf_counter()
+        trainer.train_step(epoch)
+        rates.append(len(dataset) / (time.perf_counter() - started))
+    return ours.eval(), statistics.median(rates[1:] or rates)
+
+
+def _plain_dcgan(params: PipelineParams, train: ImageArrays) -> tuple[torch.nn.Module, float]:
+    """The textbook loop: one D step then one G step per batch, non-saturating loss, Adam(2e-4, β1=0.5)."""
+    torch.manual_seed(params.train.seed)
+    model = gan.build(gan.config_from_params(params.data, params.model))
+    g_opt = torch.optim.Adam(model.generator.parameters(), lr=params.model.g_learning_rate, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam(model.discriminator.parameters(), lr=params.model.d_learning_rate, betas=(0.5, 0.999))
+    images = to_tensor(train.images) * 2 - 1
+    rates = []
+    for _ in range(params.train.epochs):
+        started = time.perf_counter()
+        for batch in images[torch.randperm(len(images))].split(params.train.batch_size):
+            fake = model.generator(torch.randn(len(batch), params.model.latent_dim))
+            d_loss = F.softplus(-model.discriminator(batch)).mean() + F.softplus(model.discriminator(fake.detach())).mean()
+            d_opt.zero_grad()
+            d_loss.backward()
+            d_opt.step()
+            g_loss = F.softplus(-model.discriminator(fake)).mean()
+            g_opt.zero_grad()
+            g_loss.backward()
+            g_opt.step()
+        rates.append(len(images) / (time.perf_counter() - started))
+    return model.eval(), statistics.median(rates[1:] or rates)
+
+
+def _score(model: torch.nn.Module, test: torch.Tensor, features: FeatureModule, is_vae: bool) -> dict[str, float]:
+    fake = torch.cat([model.sample(min(500, len(test) - i), torch.Generator().manual_seed(i))
+                      for i in range(0, len(test), 500)])
+    scores = distribution_metrics(test, fake, features)
+    if is_vae:
+        scores["nll"] = importance_weighted_nll(model, test[:1000], samples=100)
+    return {k: round(v, 4) for k, v in scores.items()}
+
+
+def run(dataset: str) -> dict:
+    size, epochs, scored = SETTINGS[dataset]
+    splits = split_dataset(builtin(dataset), seed=0, val_fraction=0.1, test_fraction=0.1)
+    classifier = train_classifier(splits["train"], ClassifierConfig(size, 1, 10), 3, 128, 1e-3, 0)
+    features = FeatureModule(classifier)
+    test = to_tensor(splits["test"].images[:scored])
+    vae_params = _params(dataset, size, epochs, {"family": "vae"})
+    gan_params = _params(dataset, size, epochs, {"family": "gan"})
+    torch.set_num_threads(THREADS)
+
+    ours_vae, ours_vae_rate = _ours(vae_params, splits)
+    with tempfile.TemporaryDirectory() as workdir:
+        pythae_vae, pythae_rate = _pythae_beta_vae(vae_params, splits["train"], workdir)
+    torch.set_num_threads(THREADS)
+    ours_gan, ours_gan_rate = _ours(gan_params, splits)
+    plain_gan, plain_rate = _plain_dcgan(gan_params, splits["train"])
+
+    vae_ours, vae_pythae = _score(ours_vae, test, features, True), _score(pythae_vae, test, features, True)
+    gan_ours, gan_plain = _score(ours_gan, test, features, False), _score(plain_gan, test, features, False)
+    return {
+        "split": {k: len(v) for k, v in splits.items()}, "epochs": epochs, "batch_size": vae_params.train.batch_size,
+        "classifier_test_accuracy": round(accuracy(classifier, splits["test"]), 4), "scored_test_images": len(test),
+        "vae": {"ours": vae_ours | {"images_per_second": round(ours_vae_rate, 1)},
+                "pythae": vae_pythae | {"images_per_second": round(pythae_rate, 1)},
+                "speedup": round(ours_vae_rate / pythae_rate, 3), "target_speedup": 1.5,
+                "nll_no_worse": vae_ours["nll"] <= vae_pythae["nll"]},
+        "gan": {"ours": gan_ours | {"images_per_second": round(ours_gan_rate, 1)},
+                "plain_loop": gan_plain | {"images_per_second": round(plain_rate, 1)},
+                "fd_no_worse": gan_ours["fd"] <= gan_plain["fd"]},
+    }
+
+
+def main() -> None:
+    import ray
+
+    datasets = sys.argv[1:] or list(SETTINGS)
+    results = {"benchmark": "quality", "threads": THREADS, "ray_train_workers": 2,
+               "datasets": {name: run(name) for name in datasets}}
+    ray.shutdown()
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    RESULT.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
