@@ -83,8 +83,11 @@ class TrainParams(_Section):
     batch_size: int = Field(64, ge=1, le=65_536, description="global batch, shared by the workers")
     seed: int = 0
     num_workers: int = Field(2, ge=1, le=1024)
-    use_gpu: bool = False
+    use_gpu: bool | Literal["auto"] = Field(False, description="true, false, or auto: GPUs if the cluster has enough")
     cpus_per_worker: float = Field(1.0, gt=0)
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: forward passes under bfloat16 autocast")
+    channels_last: bool = False
+    compile: bool = Field(False, description="torch.compile the networks (pays a compile time up front)")
     storage_path: str = Field("ray_results", description="checkpoint storage (relative to the repo, or absolute/URI)")
     max_failures: int = Field(1, ge=0, description="worker failures survived by restoring the last checkpoint")
 

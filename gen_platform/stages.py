@@ -45,6 +45,11 @@ class Workspace:
     def run_file(self) -> Path:
         return self.root / "models" / "mlflow_run.json"
 
+    @property
+    def in_progress_file(self) -> Path:
+        """Written while `train` runs: lets a new driver resume a training whose driver died."""
+        return self.root / "models" / "train_in_progress.json"
+
     def metrics(self, stage: str) -> Path:
         return self.root / "metrics" / f"{stage}.json"
 
@@ -161,9 +166,16 @@ def train(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
     tags = {"data_version": data_version(ws.root), "git_commit": git_commit(ws.root),
             "validation": "passed" if verdict["success"] else "failed",
             "dataset": params.data.dataset, "family": params.model.family}
-    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
-        mlflow.log_params({f"{section}.{key}": value for section, values in params.model_dump().items()
-                           if section in {"data", "split", "model", "train"} for key, value in values.items()})
+    logged = {f"{section}.{key}": value for section, values in params.model_dump().items()
+              if section in {"data", "split", "model", "train"} for key, value in values.items()}
+    resumed = _interrupted_run(ws, logged)
+    with mlflow.start_run(run_id=resumed, experiment_id=None if resumed else experiment_id,
+                          tags=None if resumed else tags) as run:
+        _write_json(ws.in_progress_file, {"run_id": run.info.run_id, "params": logged})
+        if resumed:
+            print(f"resuming the interrupted MLflow run {resumed} from its last Ray checkpoint")
+        else:
+            mlflow.log_params(logged)
         print(f"MLflow run {run.info.run_id} ({params.registered_model_name}); training on Ray Train")
         result = fit(params, splits["train"], splits["val"], run_name=run.info.run_id, root=ws.root,
                      classifier=classifier)
@@ -174,9 +186,30 @@ def train(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
         mlflow.set_tag("ray_checkpoint", result.checkpoint_path)
     save_checkpoint(ws.model_dir, {"model": result.model_state}, result.model_config, params.model.family)
     _write_json(ws.run_file, {"run_id": run.info.run_id, "experiment_id": experiment_id})
+    ws.in_progress_file.unlink()
     final = {key: value for key, value in result.history[-1].items() if key.startswith(("train_", "val_"))}
     _write_json(ws.metrics("train"), final)
     return final
+
+
+def _interrupted_run(ws: Workspace, logged: dict[str, Any]) -> str | None:
+    """The MLflow run of a training with the same parameters whose driver died, if there is one.
+
+    Its Ray run (named after it) left checkpoints in the storage path, so the new driver resumes from them
+    and the training stays one MLflow run.
+    """
+    import mlflow
+
+    if not ws.in_progress_file.exists():
+        return None
+    previous = json.loads(ws.in_progress_file.read_text())
+    if previous.get("params") != json.loads(json.dumps(logged)):
+        return None
+    try:
+        status = mlflow.get_run(previous["run_id"]).info.status
+    except mlflow.exceptions.MlflowException:
+        return None
+    return previous["run_id"] if status != "FINISHED" else None
 
 
 def evaluate(params: PipelineParams, ws: Workspace) -> dict[str, float]:

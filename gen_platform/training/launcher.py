@@ -21,12 +21,22 @@ class FitResult:
     model_config: dict[str, Any]
     history: list[dict[str, float]]
     snapshots: list[Any]  # per-epoch fixed-noise samples (GAN), uint8 N×C×H×W
+    workers: list[dict[str, Any]]  # per worker: rank, node_id, parameters_sha256 after the last epoch
     checkpoint_path: str
 
 
 def storage_path(params: PipelineParams, root: Path) -> str:
     path = params.train.storage_path
     return path if "://" in path or Path(path).is_absolute() else str((root / path).resolve())
+
+
+def resolve_use_gpu(use_gpu: bool | str, num_workers: int) -> bool:
+    """`auto`: train on GPUs when the Ray cluster has one per worker."""
+    if use_gpu != "auto":
+        return bool(use_gpu)
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) >= num_workers
 
 
 def fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: str, root: Path,
@@ -45,13 +55,15 @@ def fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: 
         "train_images": train.images, "val_images": val.images, "classifier": classifier,
         "epochs": params.train.epochs, "batch_size": params.train.batch_size,
         "eval_batch_size": params.evaluate.batch_size, "seed": params.train.seed,
+        "acceleration": {"precision": params.train.precision, "channels_last": params.train.channels_last,
+                         "compile": params.train.compile},
         "threads_per_worker": max(1, int(params.train.cpus_per_worker)),
     }
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
-            num_workers=params.train.num_workers, use_gpu=params.train.use_gpu,
+            num_workers=params.train.num_workers, use_gpu=resolve_use_gpu(params.train.use_gpu, params.train.num_workers),
             resources_per_worker={"CPU": params.train.cpus_per_worker}),
         run_config=ray.train.RunConfig(
             name=run_name, storage_path=storage_path(params, root),
@@ -68,4 +80,4 @@ def fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: 
     with result.checkpoint.as_directory() as directory:
         state, meta = load_checkpoint(directory)
     return FitResult(state["model"], meta["config"], list(state["history"]), list(state.get("snapshots", [])),
-                     result.checkpoint.path)
+                     list(state.get("workers", [])), result.checkpoint.path)

@@ -7,17 +7,21 @@ from the latest checkpoint when Ray restarts it after a worker failure.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import sys
 import tempfile
 import time
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from gen_platform.data.arrays import to_tensor
 from gen_platform.models import family
+from gen_platform.training.acceleration import accelerated
 from gen_platform.training.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -50,6 +54,30 @@ def _format(record: dict[str, float], epochs: int, keys: tuple[str, ...]) -> str
     return f"epoch {record['epoch']}/{epochs}  {shown}  {record['images_per_second']:.0f} img/s"
 
 
+FAULT_ENV = "GENP_FAULT_AT_EPOCH"  # fault injection for tests: the last worker dies when it starts this epoch
+
+
+def _inject_fault(epoch: int) -> None:
+    _progress(f"fault injection ({FAULT_ENV}): worker process exits at the start of epoch {epoch + 1}")
+    time.sleep(1.0)  # let the controller take the previous epoch's report first
+    os._exit(1)
+
+
+def _worker_report(model: torch.nn.Module, rank: int) -> list[dict[str, Any]]:
+    """Every worker's rank, node and a hash of its parameters (identical under DDP), gathered on all ranks."""
+    import ray
+
+    digest = hashlib.sha256()
+    for tensor in model.parameters():
+        digest.update(tensor.detach().cpu().float().numpy().tobytes())
+    mine = {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "parameters_sha256": digest.hexdigest()}
+    if not (dist.is_available() and dist.is_initialized()):
+        return [mine]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, mine)
+    return gathered
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
@@ -62,11 +90,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     module = family(config["family"])
     model = module.build(module.Config(**config["model_config"])).to(device)
-    recipe = module.Recipe(model, config["model_params"], wrap=ray.train.torch.prepare_model, device=device)
+    wrap = accelerated(ray.train.torch.prepare_model, device, **config["acceleration"])
+    recipe = module.Recipe(model, config["model_params"], wrap=wrap, device=device)
     features = _features(config, device)
 
     start_epoch, history, snapshots = 0, [], []
     checkpoint = ray.train.get_checkpoint()
+    fault_epoch = int(os.environ.get(FAULT_ENV, "0"))
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state, _ = load_checkpoint(directory)
@@ -84,6 +114,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     val_images = to_tensor(config["val_images"])
 
     for epoch in range(start_epoch, config["epochs"]):
+        if checkpoint is None and epoch + 1 == fault_epoch and rank == world_size - 1:
+            _inject_fault(epoch)
         sampler.set_epoch(epoch)
         started = time.perf_counter()
         train_stats = recipe.train_epoch(loader)
@@ -95,9 +127,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         history.append(record)
         if hasattr(recipe, "snapshot"):
             snapshots.append(recipe.snapshot())
+        workers = _worker_report(model, rank)
         if rank == 0:
             with tempfile.TemporaryDirectory() as directory:
-                state = recipe.state_dict() | {"epoch": epoch, "history": history, "snapshots": snapshots}
+                state = recipe.state_dict() | {"epoch": epoch, "history": history, "snapshots": snapshots,
+                                               "workers": workers}
                 save_checkpoint(directory, state, config["model_config"], family=config["family"])
                 ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(directory))
             _progress(_format(record, config["epochs"], recipe.PROGRESS))

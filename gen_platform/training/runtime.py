@@ -16,6 +16,11 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 POLL_INTERVAL = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")}
 
 
+def _passed_through() -> dict[str, str]:
+    """The platform's own switches (GENP_*) reach the workers, which may run on other machines."""
+    return {key: value for key, value in os.environ.items() if key.startswith("GENP_")}
+
+
 def ensure_ray() -> None:
     import ray
 
@@ -29,7 +34,7 @@ def ensure_ray() -> None:
         address=address or None,
         logging_level=logging.ERROR,
         log_to_driver=True,
-        runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore", **POLL_INTERVAL}},
+        runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore", **POLL_INTERVAL, **_passed_through()}},
         **local,
     )
     for name in ("ray", "ray.train", "ray.tune", "ray.data"):

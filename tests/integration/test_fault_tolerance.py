@@ -1,0 +1,80 @@
+"""A lost worker costs at most one epoch; a lost driver resumes from the same storage path and MLflow run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.integration.workspace import make_workspace, mlflow_client, run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    ws = make_workspace(tmp_path_factory.mktemp("faults"), {"train": {"epochs": 4, "max_failures": 2}})
+    for stage in ("prepare", "validate", "features"):
+        run(["genp", stage], ws)
+    return ws
+
+
+def _runs(ws):
+    client = mlflow_client(ws)
+    experiment = client.get_experiment_by_name("vae-digits")
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def test_worker_loss_resumes_from_the_last_checkpoint(workspace, monkeypatch):
+    monkeypatch.setenv("GENP_FAULT_AT_EPOCH", "3")
+    result = run(["dvc", "repro"], workspace)
+    output = result.stdout + result.stderr
+    assert "fault injection (GENP_FAULT_AT_EPOCH): worker process exits at the start of epoch 3" in output
+    assert "resumed from the checkpoint of epoch 2" in output
+    assert output.count("epoch 1/4") == 1 and output.count("epoch 4/4") == 1  # nothing repeated from zero
+
+    client, runs = _runs(workspace)
+    assert len(runs) == 1
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_neg_elbo")]
+    assert steps == [1, 2, 3, 4]
+    champion = client.get_model_version_by_alias("vae-digits", "champion")
+    assert champion.run_id == runs[0].info.run_id
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_driver_loss_resumes_the_same_run(workspace):
+    in_progress = workspace / "models" / "train_in_progress.json"
+    env = {k: v for k, v in os.environ.items() if k not in {"MLFLOW_TRACKING_URI", "RAY_ADDRESS"}}
+    driver = subprocess.Popen(["genp", "train", "-s", "train.epochs=12"], cwd=workspace, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        run_id = _wait_for(lambda: in_progress.exists() and json.loads(in_progress.read_text())["run_id"], 120,
+                           "the training run to start")
+        checkpoints = workspace / "ray_results" / run_id
+        _wait_for(lambda: len(list(checkpoints.glob("checkpoint_*"))) >= 2, 180, "two checkpoints")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started die together
+        driver.wait()
+    time.sleep(2)
+
+    result = run(["genp", "train", "-s", "train.epochs=12"], workspace)
+    output = result.stdout + result.stderr
+    assert f"resuming the interrupted MLflow run {run_id}" in output
+    assert "resumed from the checkpoint of epoch" in output and "epoch 1/12" not in output
+    client = mlflow_client(workspace)
+    steps = [m.step for m in client.get_metric_history(run_id, "val_neg_elbo")]
+    assert steps == list(range(1, 13))
+    assert client.get_run(run_id).info.status == "FINISHED" and not in_progress.exists()

@@ -1,0 +1,70 @@
+"""Two Ray nodes on this machine (a head and a node joined with `ray start --address`), one training worker
+on each: the workers report different nodes and DDP keeps their weights identical."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from gen_platform.config import parse_params
+from gen_platform.data.sources import digits
+from gen_platform.data.splits import split_dataset
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def two_node_cluster(monkeypatch, tmp_path):
+    temp_dir = tempfile.mkdtemp(prefix="genp-ray-", dir="/tmp")  # short: Ray puts sockets under it
+    port = _free_port()
+    # Ray 2.60 clusters require a token; every node and the driver read it from this file.
+    token = tmp_path / "ray_auth_token"
+    token.write_text(secrets.token_hex(32))
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+    common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    try:
+        subprocess.run(["ray", "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}",
+                        "--dashboard-host=127.0.0.1", *common], check=True, capture_output=True)
+        subprocess.run(["ray", "start", f"--address=127.0.0.1:{port}", *common], check=True, capture_output=True)
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+        yield port
+    finally:
+        import ray
+
+        ray.shutdown()
+        # Stop exactly this cluster's processes (their command lines name its temp dir), not other Ray users'.
+        subprocess.run(["pkill", "-TERM", "-f", temp_dir], check=False)
+        time.sleep(2)
+        subprocess.run(["pkill", "-KILL", "-f", temp_dir], check=False)  # gcs_server outlives SIGTERM
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_one_worker_per_node_with_identical_weights(two_node_cluster, tmp_path):
+    import ray
+
+    from gen_platform.training.launcher import fit
+    from gen_platform.training.runtime import ensure_ray
+
+    ensure_ray()
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    assert len(nodes) == 2
+    params = parse_params({"train": {"epochs": 2, "num_workers": 2, "cpus_per_worker": 1}})
+    splits = split_dataset(digits(), 0, 0.1, 0.1)
+    result = fit(params, splits["train"], splits["val"], run_name="two-nodes", root=tmp_path)
+    assert len(result.workers) == 2
+    assert len({worker["node_id"] for worker in result.workers}) == 2
+    assert {worker["node_id"] for worker in result.workers} == {node["NodeID"] for node in nodes}
+    assert result.workers[0]["parameters_sha256"] == result.workers[1]["parameters_sha256"]
