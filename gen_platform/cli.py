@@ -9,7 +9,7 @@ from typing import Annotated, Callable
 import typer
 
 from gen_platform import stages
-from gen_platform.config import PipelineParams, deep_merge, load_params, parse_override
+from gen_platform.config import PipelineParams, deep_merge, load_params, params_for, parse_override
 from gen_platform.errors import GenPlatformError
 
 app = typer.Typer(help="gen_platform: train generative image models reproducibly.", no_args_is_help=True,
@@ -22,11 +22,15 @@ SetOption = Annotated[list[str], typer.Option("--set", "-s", help="override a pa
 RootOption = Annotated[Path, typer.Option("--root", help="repository root (workspace)")]
 
 
-def _params(path: Path, overrides: list[str]) -> PipelineParams:
+def _overrides(texts: list[str]) -> dict:
     merged: dict = {}
-    for text in overrides:
+    for text in texts:
         merged = deep_merge(merged, parse_override(text))
-    return load_params(path, merged)
+    return merged
+
+
+def _params(path: Path, overrides: list[str]) -> PipelineParams:
+    return load_params(path, _overrides(overrides))
 
 
 def _stage(function: Callable, name: str, help_text: str) -> None:
@@ -42,6 +46,20 @@ _stage(stages.features, "features", "Train the domain classifier used by every d
 _stage(stages.train, "train", "Train model.family on Ray Train, tracked in MLflow; writes models/generator.")
 _stage(stages.evaluate, "evaluate", "Score the model (fd, kid, precision, recall, ...; VAE: ELBO, nll) and draw it.")
 _stage(stages.register, "register", "Register the model; move the champion alias only if it is better.")
+
+
+@app.command(help="Search hyperparameters with Ray Tune (ASHA) and register the best model.")
+def tune(family: Annotated[str | None, typer.Option(help="vae or gan (default: params.yaml's)")] = None,
+         trials: Annotated[int | None, typer.Option(min=1, help="number of trials")] = None,
+         epochs: Annotated[int | None, typer.Option(min=1, help="epochs of a full trial")] = None,
+         optuna: Annotated[bool | None, typer.Option(help="Optuna search instead of random")] = None,
+         params: ParamsOption = Path("params.yaml"), set_: SetOption = [],  # noqa: B006
+         root: RootOption = Path(".")) -> None:
+    options = {"trials": trials, "max_epochs": epochs, "optuna": optuna}
+    merged = deep_merge(_overrides(set_), {"tune": {k: v for k, v in options.items() if v is not None}})
+    base = load_params(params)
+    base = params_for(params, family or base.model.family, base.data.dataset, merged)
+    stages.tune(base, stages.Workspace.at(root))
 
 
 @data_app.command("import", help="Write a built-in dataset (digits) to data/raw/<name>.npz.")

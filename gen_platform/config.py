@@ -110,6 +110,17 @@ class EvaluateParams(_Section):
     seed: int = 0
 
 
+class TuneParams(_Section):
+    trials: int = Field(8, ge=1, le=1024)
+    max_epochs: int = Field(4, ge=1, le=1000, description="epochs of a trial that ASHA never stops")
+    grace_epochs: int | None = Field(None, ge=1, description="epochs before ASHA may stop a trial (default per family)")
+    optuna: bool = Field(False, description="Optuna TPE instead of random search")
+    workers_per_trial: int = Field(1, ge=1, le=1024, description="Ray Train workers of each trial")
+    cpus_per_worker: float = Field(0.9, gt=0, description="fractional so trial drivers fit beside workers")
+    time_budget_s: int = Field(3600, ge=10, description="a search never runs longer than this")
+    seed: int = 0
+
+
 class RegistryParams(_Section):
     alias: str = Field("champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
     min_improvement: float = Field(0.0, ge=0, description="nats/image a challenger must gain to be promoted")
@@ -123,6 +134,7 @@ class PipelineParams(_Section):
     model: ModelParams = VAEParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    tune: TuneParams = TuneParams()
     registry: RegistryParams = RegistryParams()
 
     @property
@@ -187,3 +199,22 @@ def parse_override(text: str) -> dict[str, Any]:
         cursor = cursor.setdefault(part, {})
     cursor[parts[-1]] = yaml.safe_load(value)
     return nested
+
+
+DATASET_IMAGE_SIZE = {"digits": 8, "fashion-mnist": 28}  # the built-in datasets' sizes
+
+
+def params_for(path: Path, family: str, dataset: str, *overrides: dict[str, Any]) -> PipelineParams:
+    """params.yaml retargeted: another family starts from that family's defaults, another built-in dataset
+    from its image size; then `overrides` apply."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if raw.get("model", {}).get("family", "vae") != family:
+        raw["model"] = {"family": family}
+    if raw.get("data", {}).get("dataset") != dataset:
+        raw["data"] = {**raw.get("data", {}), "dataset": dataset}
+        if dataset in DATASET_IMAGE_SIZE:
+            raw["data"]["image_size"] = DATASET_IMAGE_SIZE[dataset]
+    merged: dict[str, Any] = {}
+    for override in overrides:
+        merged = deep_merge(merged, override)
+    return parse_params(raw, merged, source=f"{path} (retargeted to {family}-{dataset})")

@@ -265,3 +265,63 @@ def register(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
           f"({decision.metric} {decision.challenger:.4g} vs champion {decision.champion})")
     _write_json(ws.report("registry.json"), decision.to_dict())
     return decision.to_dict()
+
+
+def tune(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
+    """Search with Ray Tune inside one parent MLflow run (a child run per trial), then evaluate the best
+    trial's model like `evaluate` does and register it under the champion rule."""
+    import mlflow
+
+    from gen_platform.evaluation.evaluate import evaluate_model
+    from gen_platform.models import family
+    from gen_platform.tracking.lineage import data_version, git_commit
+    from gen_platform.tracking.model_card import model_card
+    from gen_platform.tracking.model_io import load_model_dir
+    from gen_platform.tracking.registry import register_and_promote
+    from gen_platform.tracking.store import use_experiment
+    from gen_platform.tracking.tuning import log_search
+    from gen_platform.training.checkpoint import save_checkpoint
+    from gen_platform.training.launcher import read_result_checkpoint
+    from gen_platform.tuning.search import run_search, trial_params
+
+    verdict = require_valid_data(ws)
+    splits, classifier = load_splits(ws), load_saved_classifier(ws)
+    settings = params.tune
+    experiment_id = use_experiment(ws.root, params.registered_model_name)
+    tags = {"data_version": data_version(ws.root), "git_commit": git_commit(ws.root), "search": "true",
+            "validation": "passed" if verdict["success"] else "failed", "family": params.model.family,
+            "dataset": params.data.dataset}
+    with mlflow.start_run(experiment_id=experiment_id, tags=tags, run_name=f"tune-{params.model.family}") as parent:
+        print(f"MLflow parent run {parent.info.run_id}: {settings.trials} trials, ASHA up to {settings.max_epochs} epochs")
+        search = run_search(params, splits["train"], splits["val"], ws.root, settings.trials, settings.max_epochs,
+                            classifier, name=f"tune-{parent.info.run_id}", optuna=settings.optuna,
+                            grace_epochs=settings.grace_epochs)
+        child_runs = log_search(search, experiment_id, parent.info.run_id)
+        best = search.best
+        best_params = trial_params(params, best.config, settings.max_epochs)
+        trained = read_result_checkpoint(best.checkpoint_path)
+        model_dir = ws.root / "models" / "tuned"
+        save_checkpoint(model_dir, {"model": trained.model_state}, trained.model_config, params.model.family)
+        evaluation = evaluate_model(load_model_dir(model_dir), best_params, splits, classifier)
+        metric = family(params.model.family).SELECTION_METRIC
+        with mlflow.start_run(run_id=child_runs[best.trial_id], nested=True):
+            mlflow.log_metrics({f"eval_{k}": v for k, v in evaluation.scores.items()})
+            for name, picture in evaluation.pictures.items():
+                mlflow.log_image(picture, f"{name}.png")
+            card = model_card(best_params, evaluation.scores, tags["data_version"], child_runs[best.trial_id],
+                              sample_grid="samples.png")
+            mlflow.log_text(card, "model_card.md")
+            decision = register_and_promote(model_dir, params.registered_model_name, params.registry.alias, metric,
+                                            evaluation.scores[metric], params.registry.min_improvement, description=card)
+        mlflow.set_tags({"best_trial": best.trial_id, "best_run_id": child_runs[best.trial_id],
+                         "promotion.promoted": str(decision.promoted), "promotion.reason": decision.reason})
+        mlflow.log_metrics({f"best_{metric}": evaluation.scores[metric], "trial_epochs": search.trial_epochs})
+    summary = {"parent_run_id": parent.info.run_id, "best_trial": best.trial_id, "best_config": best.config,
+               "metric": metric, "best_value": evaluation.scores[metric], "trials": len(search.trials),
+               "stopped_early": sum(t.stopped_early for t in search.trials), "trial_epochs": search.trial_epochs,
+               "registration": decision.to_dict()}
+    _write_json(ws.report("tune.json"), summary)
+    verb = "promoted to" if decision.promoted else "not promoted to"
+    print(f"best trial {best.trial_id} {best.config}: {metric} {evaluation.scores[metric]:.4g}; registered "
+          f"{decision.model_name} v{decision.version}, {verb} @{decision.alias} ({decision.reason})")
+    return summary

@@ -7,6 +7,7 @@ so loading never unpickles code; the pyfunc wrapper exists for `mlflow models se
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,17 @@ def _signature(model_dir: Path) -> ModelSignature:
 
 def log_model(model_dir: Path, registered_name: str) -> Any:
     """Log the checkpoint folder as a pyfunc in the active run and register it; returns the ModelVersion."""
-    info = mlflow.pyfunc.log_model(
+    with warnings.catch_warnings():  # the signature is explicit; MLflow still asks for an input example
+        warnings.simplefilter("ignore", UserWarning)
+        info = _log_pyfunc(model_dir, registered_name)
+    client = mlflow.MlflowClient()
+    versions = client.search_model_versions(f"name='{registered_name}' and run_id='{info.run_id}'",
+                                            order_by=["version_number DESC"], max_results=1)
+    return versions[0]
+
+
+def _log_pyfunc(model_dir: Path, registered_name: str) -> Any:
+    return mlflow.pyfunc.log_model(
         name="model",
         python_model=str(Path(__file__).with_name("pyfunc_model.py")),
         artifacts={ARTIFACT_KEY: str(model_dir)},
@@ -63,10 +74,6 @@ def log_model(model_dir: Path, registered_name: str) -> Any:
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pandas", "gen_platform"],
         registered_model_name=registered_name,
     )
-    client = mlflow.MlflowClient()
-    versions = client.search_model_versions(f"name='{registered_name}' and run_id='{info.run_id}'",
-                                            order_by=["version_number DESC"], max_results=1)
-    return versions[0]
 
 
 def load_generator(model_uri: str) -> torch.nn.Module:

@@ -3,8 +3,13 @@ beats the current champion on the same β-independent metric (lower is better) b
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 import mlflow
 
@@ -27,6 +32,23 @@ class PromotionDecision:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@contextlib.contextmanager
+def promotion_lock(name: str) -> Iterator[None]:
+    """An exclusive lock per registered model and tracking store, across processes on this machine.
+
+    MLflow has no compare-and-set for aliases. Processes on other machines sharing a remote MLflow server
+    need an external lock (see README, "Champion rule").
+    """
+    key = hashlib.sha256(f"{mlflow.get_tracking_uri()}|{name}".encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"gen_platform-promotion-{key}.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def decide(challenger: float, champion: float | None, min_improvement: float = 0.0) -> tuple[bool, str]:
@@ -58,11 +80,13 @@ def register_and_promote(model_dir: Path, name: str, alias: str, metric: str, va
         client.update_model_version(name, version, description=description)
     client.set_model_version_tag(name, version, metric, repr(value))
     client.set_model_version_tag(name, version, METRIC_TAG, metric)
-    # Read the champion as late as possible so a concurrent promotion is taken into account.
-    champion_version, champion_value = current_champion(client, name, alias, metric)
-    promoted, reason = decide(value, champion_value, min_improvement)
-    if promoted:
-        client.set_registered_model_alias(name, alias, version)
+    # Read, decide and move under one lock, so two registrations finishing together cannot both read the
+    # old champion and the later write leave the worse model with the alias.
+    with promotion_lock(name):
+        champion_version, champion_value = current_champion(client, name, alias, metric)
+        promoted, reason = decide(value, champion_value, min_improvement)
+        if promoted:
+            client.set_registered_model_alias(name, alias, version)
     decision = PromotionDecision(name, version, alias, metric, value, champion_value, champion_version,
                                  promoted, reason)
     for key, text in {"promotion.promoted": str(promoted), "promotion.reason": reason,

@@ -39,16 +39,12 @@ def resolve_use_gpu(use_gpu: bool | str, num_workers: int) -> bool:
     return ray.cluster_resources().get("GPU", 0) >= num_workers
 
 
-def fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: str, root: Path,
-        classifier: dict[str, Any] | None = None) -> FitResult:
-    """Train `params.model` on `train`; resumes when `run_name` already has checkpoints in the storage path.
-
-    `classifier` (a saved domain classifier: state and config) enables feature-space validation metrics.
-    """
+def build_trainer(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: str, root: Path,
+                  classifier: dict[str, Any] | None = None, callbacks: list | None = None) -> Any:
+    """The TorchTrainer for one training (also what each Tune trial runs)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    ensure_ray()
     model_config = family(params.model.family).config_from_params(params.data, params.model)
     loop_config = {
         "family": params.model.family, "model_config": model_config.to_dict(), "model_params": params.model,
@@ -59,7 +55,7 @@ def fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: 
                          "compile": params.train.compile},
         "threads_per_worker": max(1, int(params.train.cpus_per_worker)),
     }
-    trainer = TorchTrainer(
+    return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
@@ -69,15 +65,34 @@ def fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: 
             name=run_name, storage_path=storage_path(params, root),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=params.train.max_failures),
-            logging_config=ray.train.LoggingConfig(log_level="WARNING")),
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"), callbacks=callbacks),
     )
+
+
+def read_result_checkpoint(path: str) -> FitResult:
+    """What a training left in its (local or remote) Ray checkpoint."""
+    import ray.train
+
+    with ray.train.Checkpoint(path).as_directory() as directory:
+        state, meta = load_checkpoint(directory)
+    return FitResult(state["model"], meta["config"], list(state["history"]), list(state.get("snapshots", [])),
+                     list(state.get("workers", [])), path)
+
+
+def fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: str, root: Path,
+        classifier: dict[str, Any] | None = None) -> FitResult:
+    """Train `params.model` on `train`; resumes when `run_name` already has checkpoints in the storage path.
+
+    `classifier` (a saved domain classifier: state and config) enables feature-space validation metrics.
+    """
+    import ray.train
+
+    ensure_ray()
+    trainer = build_trainer(params, train, val, run_name, root, classifier)
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as error:
         raise GenPlatformError(f"training failed after {params.train.max_failures} restart(s): {error}") from error
     if result.checkpoint is None:
         raise GenPlatformError("training finished without reporting a checkpoint")
-    with result.checkpoint.as_directory() as directory:
-        state, meta = load_checkpoint(directory)
-    return FitResult(state["model"], meta["config"], list(state["history"]), list(state.get("snapshots", [])),
-                     list(state.get("workers", [])), result.checkpoint.path)
+    return read_result_checkpoint(result.checkpoint.path)

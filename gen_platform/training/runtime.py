@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import warnings
 
 # Set before Ray is imported: no usage-stats prompt, no per-process log dedup banners.
@@ -14,6 +15,12 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Train V2's controller takes each worker's report only when it polls (default every 2 s) and a worker
 # blocks until its previous report is taken: with short epochs that wait dominated training time.
 POLL_INTERVAL = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _passed_through() -> dict[str, str]:
@@ -28,13 +35,21 @@ def ensure_ray() -> None:
         return
     warnings.filterwarnings("ignore", module="ray")
     address = os.environ.get("RAY_ADDRESS")
-    # A local runtime gets a dashboard on loopback (the Train controller relies on its state API).
-    local = {} if address else {"include_dashboard": True, "dashboard_host": "127.0.0.1"}
+    env_vars = {"PYTHONWARNINGS": "ignore", **POLL_INTERVAL, **_passed_through()}
+    local: dict = {}
+    if not address:
+        # A local runtime gets a dashboard on loopback: Train V2's PlacementGroupCleaner needs its state API
+        # to release the workers of a stopped Tune trial. Left to auto-detection, the cleaner fails with
+        # "Found multiple active Ray instances" whenever another Ray runs on this machine, the CPUs of stopped
+        # trials are never released, and a search hangs. So the API address is pinned, for actors too.
+        port = _free_port()
+        os.environ["RAY_API_SERVER_ADDRESS"] = env_vars["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        local = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port}
     ray.init(
         address=address or None,
         logging_level=logging.ERROR,
         log_to_driver=True,
-        runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore", **POLL_INTERVAL, **_passed_through()}},
+        runtime_env={"env_vars": env_vars},
         **local,
     )
     for name in ("ray", "ray.train", "ray.tune", "ray.data"):

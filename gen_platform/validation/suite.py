@@ -131,12 +131,13 @@ def _run_suite(context: Any, name: str, frame: pd.DataFrame, expectations: list)
 def validate_splits(splits: dict[str, ImageArrays], data: DataParams, rules: ValidationParams) -> ValidationReport:
     """Run the suite on all splits together; returns the full report (the caller decides to stop)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # GE draws a "Calculating Metrics" bar per expectation
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     images = image_table(splits)
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no "Calculating Metrics" bars
     expectations = _expectations(data, rules)
     outcomes = (_run_suite(context, "images", images, expectations["images"])
                 + _run_suite(context, "classes", class_table(images), expectations["classes"]))
