@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-unit bench clean
+.PHONY: setup run test test-unit bench clean stack-up stack-down
 
 setup: $(STAMP)
 
@@ -32,6 +32,13 @@ bench: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench]"
 	python -m bench.train_throughput
 	python -m bench.quality
+
+# Prefect server, MLflow server, Ray head and the deployments' serve process, on 127.0.0.1.
+stack-up: setup
+	python infra/local/stack.py up
+
+stack-down:
+	$(BIN)/python infra/local/stack.py down
 
 clean:
 	rm -rf data/prepared models reports metrics ray_results mlartifacts mlflow.db

@@ -1,52 +1,135 @@
-"""Prefect flow for one training: the pipeline's stage functions as tasks, nothing more.
+"""Prefect flows: thin compositions of the library's stage functions.
 
-Runs without a Prefect server (Prefect starts a temporary local one):
-    python -m flows.training_flow --set model.beta=4
+- `train`: one training of a family on a dataset (optionally at a data revision), with overrides.
+- `tune`: a Ray Tune search; the best trial is registered under the champion rule.
+- `retrain`: on a schedule; skips when the champion was trained on the current data version.
+
+Run one locally without a server:  python -m flows.training_flow --set model.beta=4
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import json
+import subprocess
+from typing import Any, Literal
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
+from pydantic import BaseModel, ConfigDict, Field
 
+from flows import tasks
+from flows.parameters import DatasetName, TrainRequest, TuneRequest, resolve_data_revision
 from gen_platform import stages
-from gen_platform.config import deep_merge, load_params, parse_override
+from gen_platform.config import PipelineParams, deep_merge, params_for, parse_override
 
-# Stages write to the workspace and MLflow, so their results must never come from Prefect's cache.
-prepare = task(stages.prepare, name="prepare", cache_policy=NONE)
-validate = task(stages.validate, name="validate", cache_policy=NONE)
-features = task(stages.features, name="features", cache_policy=NONE)
-train = task(stages.train, name="train", cache_policy=NONE)
-evaluate = task(stages.evaluate, name="evaluate", cache_policy=NONE)
-register = task(stages.register, name="register", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+ROOT = "."  # deployments run in the repository root (the serve process's working directory)
 
 
-@flow(name="train", log_prints=True)
-def training_flow(overrides: dict[str, Any] | None = None, params_path: str = "params.yaml",
-                  root: str = ".") -> dict[str, Any]:
-    """prepare → validate → features → train → evaluate → register; `overrides` e.g. {"model": {"beta": 4}}."""
+@task(name="check out data revision", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+def checkout_data(workspace: stages.Workspace, revision: str) -> str:
+    """data/raw as recorded in data.dvc at `revision` (from the DVC cache or remote)."""
+    md5 = resolve_data_revision(workspace.root, revision)
+    subprocess.run(["git", "checkout", revision, "--", "data.dvc"], cwd=workspace.root, check=True)
+    pulled = subprocess.run(["dvc", "checkout", "data.dvc"], cwd=workspace.root, capture_output=True, text=True)
+    if pulled.returncode != 0:
+        subprocess.run(["dvc", "pull", "data.dvc"], cwd=workspace.root, check=True)
+    return md5
+
+
+def _train_pipeline(params: PipelineParams, workspace: stages.Workspace, title: str) -> dict[str, Any]:
+    tasks.prepare(params, workspace)
+    tasks.validate(params, workspace)
+    tasks.features(params, workspace)
+    tasks.train(params, workspace)
+    scores = tasks.evaluate(params, workspace)
+    registration = tasks.register(params, workspace)
+    run_id = json.loads(workspace.run_file.read_text())["run_id"]
+    tasks.publish(workspace, title, scores, registration, run_id)
+    return registration
+
+
+@flow(name="train", flow_run_name="train {request.family}-{request.dataset}", log_prints=True)
+def train_flow(request: TrainRequest = TrainRequest(), root: str = ROOT) -> dict[str, Any]:
+    """prepare → validate → features → train → evaluate → register, then a report artifact."""
     workspace = stages.Workspace.at(root)
-    params = load_params(workspace.root / params_path, overrides)
-    prepare(params, workspace)
-    validate(params, workspace)
-    features(params, workspace)
-    train(params, workspace)
-    evaluate(params, workspace)
-    return register(params, workspace)
+    params = request.params(workspace.root)  # a bad parameter fails here, before any work
+    if request.data_revision:
+        checkout_data(workspace, request.data_revision)
+    return _train_pipeline(params, workspace, f"train {params.registered_model_name}")
+
+
+def _tune_pipeline(params: PipelineParams, workspace: stages.Workspace) -> dict[str, Any]:
+    tasks.prepare(params, workspace)
+    tasks.validate(params, workspace)
+    tasks.features(params, workspace)
+    summary = tasks.tune(params, workspace)
+    tasks.publish(workspace, f"tune {params.registered_model_name}", {summary["metric"]: summary["best_value"]},
+                  summary["registration"], summary["parent_run_id"])
+    return summary
+
+
+@flow(name="tune", flow_run_name="tune {request.family}-{request.dataset} ({request.trials} trials)", log_prints=True)
+def tune_flow(request: TuneRequest = TuneRequest(), root: str = ROOT) -> dict[str, Any]:
+    workspace = stages.Workspace.at(root)
+    params = params_for(workspace.root / "params.yaml", request.family, request.dataset,
+                        {"tune": {"trials": request.trials, "max_epochs": request.epochs}})
+    return _tune_pipeline(params, workspace)
+
+
+class RetrainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    family: Literal["vae", "gan"] = "vae"
+    dataset: DatasetName = "digits"
+    mode: Literal["train", "tune"] = Field("train", description="retrain once, or run a search")
+    trials: int = Field(8, ge=1, le=256, description="trials when mode is tune")
+
+
+@flow(name="retrain", flow_run_name="retrain {request.family}-{request.dataset}", log_prints=True)
+def retrain_flow(request: RetrainRequest = RetrainRequest(), root: str = ROOT) -> dict[str, Any]:
+    """Retrain when the data changed: compares data.dvc's md5 with the champion's `data_version` tag."""
+    import mlflow
+
+    from gen_platform.tracking.lineage import data_version
+    from gen_platform.tracking.store import tracking_uri
+
+    workspace = stages.Workspace.at(root)
+    params = params_for(workspace.root / "params.yaml", request.family, request.dataset,
+                        {"tune": {"trials": request.trials}})
+    current = data_version(workspace.root)
+    mlflow.set_tracking_uri(tracking_uri(workspace.root))
+    try:
+        champion = mlflow.MlflowClient().get_model_version_by_alias(params.registered_model_name, params.registry.alias)
+        champion_data = mlflow.get_run(champion.run_id).data.tags.get("data_version")
+    except mlflow.exceptions.MlflowException:
+        champion_data = None
+    logger = get_run_logger()
+    if champion_data == current:
+        reason = f"skipped: the champion of {params.registered_model_name} was trained on the current data ({current})"
+        logger.info(reason)
+        return {"retrained": False, "reason": reason, "data_version": current}
+    logger.info(f"data changed ({champion_data} → {current}): retraining by {request.mode}")
+    if request.mode == "tune":
+        outcome = _tune_pipeline(params, workspace)["registration"]
+    else:
+        outcome = _train_pipeline(params, workspace, f"retrain {params.registered_model_name}")
+    return {"retrained": True, "reason": f"data changed from {champion_data} to {current}",
+            "data_version": current, "registration": outcome}
+
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Run the train flow once, without a Prefect server.")
     parser.add_argument("--set", "-s", action="append", default=[], help="override, e.g. model.beta=4")
-    parser.add_argument("--root", default=".")
+    parser.add_argument("--family", default="vae", choices=["vae", "gan"])
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--root", default=ROOT)
     args = parser.parse_args()
     overrides: dict[str, Any] = {}
     for text in args.set:
         overrides = deep_merge(overrides, parse_override(text))
-    training_flow(overrides=overrides, root=args.root)
+    train_flow(TrainRequest(family=args.family, dataset=args.dataset, overrides=overrides), root=args.root)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 # Debian packages some features need. Optional: without apt (or root) the platform still runs on the
 # built-in digits dataset, and this prints what is missing.
 #   dataset-fashion-mnist  Fashion-MNIST's original idx files (`genp data import fashion-mnist`)
+#   chromium               the browser the Prefect UI test drives (through Playwright)
 set -u
-packages=(dataset-fashion-mnist)
+packages=(dataset-fashion-mnist chromium)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

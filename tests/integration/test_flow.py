@@ -20,11 +20,13 @@ def prefect_home(tmp_path, monkeypatch):
 def test_training_flow_registers_a_champion(tmp_path, prefect_home):
     import ray
 
-    from flows.training_flow import training_flow
+    from flows.parameters import TrainRequest
+    from flows.training_flow import train_flow
 
     workspace = make_workspace(tmp_path / "ws", {"train": {"epochs": 2}})
+    request = TrainRequest(overrides={"model": {"beta": 2.0}, "train": {"num_workers": 1}})
     try:
-        decision = training_flow(overrides={"model": {"beta": 2.0}, "train": {"num_workers": 1}}, root=str(workspace))
+        decision = train_flow(request, root=str(workspace))
     finally:
         ray.shutdown()
     assert decision["promoted"] and decision["model_name"] == "vae-digits"
@@ -36,10 +38,11 @@ def test_training_flow_registers_a_champion(tmp_path, prefect_home):
 
 
 def test_flow_rejects_a_bad_parameter_before_any_work(tmp_path, prefect_home):
+    from flows.parameters import TrainRequest
+    from flows.training_flow import train_flow
     from gen_platform.errors import ConfigError
-    from flows.training_flow import training_flow
 
     workspace = make_workspace(tmp_path / "ws", {})
     with pytest.raises(ConfigError, match=r"train\.epochs: .*greater than or equal to 1"):
-        training_flow(overrides={"train": {"epochs": 0}}, root=str(workspace))
+        train_flow(TrainRequest(overrides={"train": {"epochs": 0}}), root=str(workspace))
     assert not (workspace / "data" / "prepared").exists() and not (workspace / "mlflow.db").exists()

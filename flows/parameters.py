@@ -1,4 +1,4 @@
-"""What a user may ask for from the Prefect UI or API: typed, bounded, and checked before any work.
+"""Run parameters a user may give from the Prefect UI or API: typed, bounded, and checked before any work.
 
 Field constraints appear in the deployment's parameter schema, so the UI form enforces them and the API
 rejects a bad value (HTTP 409) before a run exists; `extra="forbid"` rejects misspelt fields the same way.

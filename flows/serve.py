@@ -1,0 +1,37 @@
+"""Serve the deployments: `train` and `tune` on demand (Prefect UI or API), `retrain` on a schedule.
+
+    PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.serve      (make stack-up starts this)
+
+Runs start as child processes of this one, in the repository root. The retrain schedule is a cron string
+(default nightly at 03:00, `GENP_RETRAIN_CRON` to change it) with a concurrency limit of one: a retrain
+that would overlap a running one is cancelled.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.schedules import Cron
+
+from flows.training_flow import retrain_flow, train_flow, tune_flow
+
+RETRAIN_CRON = os.environ.get("GENP_RETRAIN_CRON", "0 3 * * *")
+
+
+def deployments() -> list:
+    return [
+        train_flow.to_deployment(name="train", description="Train a VAE or GAN; parameters from the run form.",
+                                 tags=["gen_platform"]),
+        tune_flow.to_deployment(name="tune", description="Ray Tune search; the best trial is registered.",
+                                tags=["gen_platform"]),
+        retrain_flow.to_deployment(
+            name="retrain", description="Retrain when the DVC data version changed.", tags=["gen_platform"],
+            schedule=Cron(RETRAIN_CRON, timezone=os.environ.get("GENP_RETRAIN_TIMEZONE", "UTC")),
+            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)),
+    ]
+
+
+if __name__ == "__main__":
+    serve(*deployments(), limit=int(os.environ.get("GENP_MAX_CONCURRENT_RUNS", "2")))

@@ -1,0 +1,55 @@
+"""The pipeline's stage functions as Prefect tasks, plus the artifacts every run shows in the Prefect UI."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_image_artifact, create_markdown_artifact
+from prefect.cache_policies import NONE
+
+from gen_platform import stages
+
+# Stages write to the workspace and MLflow, so their results must never come from Prefect's cache.
+prepare = task(stages.prepare, name="prepare data split", cache_policy=NONE)
+validate = task(stages.validate, name="validate with Great Expectations", cache_policy=NONE)
+features = task(stages.features, name="train domain classifier", cache_policy=NONE)
+train = task(stages.train, name="train on Ray Train", cache_policy=NONE)
+evaluate = task(stages.evaluate, name="evaluate", cache_policy=NONE)
+# MLflow registration talks to a server: retry transient failures.
+register = task(stages.register, name="register and apply champion rule", cache_policy=NONE, retries=2,
+                retry_delay_seconds=5)
+tune = task(stages.tune, name="search with Ray Tune", cache_policy=NONE, retries=0)
+
+
+def _run_link(run_id: str) -> str:
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("http"):
+        experiment = mlflow.get_run(run_id).info.experiment_id
+        return f"[{run_id}]({uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id})"
+    return f"`{run_id}` (store `{uri}`)"
+
+
+@task(name="publish artifacts", cache_policy=NONE)
+def publish(workspace: stages.Workspace, title: str, scores: dict[str, float], registration: dict[str, Any],
+            run_id: str) -> None:
+    verdict = stages.require_valid_data(workspace)
+    rows = "\n".join(f"| `{name}` | {value:.5g} |" for name, value in sorted(scores.items()))
+    promoted = "promoted to" if registration["promoted"] else "not promoted to"
+    create_markdown_artifact(key="run-report", description=title, markdown=f"""# {title}
+
+- MLflow run: {_run_link(run_id)}
+- validation: **{"passed" if verdict["success"] else "failed"}** ({len(verdict["expectations"])} expectations on {verdict["rows"]} images)
+- registry: `{registration["model_name"]}` v{registration["version"]} {promoted} `@{registration["alias"]}` ({registration["reason"]})
+
+| metric | value |
+|---|---|
+{rows}
+""")
+    grid = workspace.report("samples.png")
+    if grid.exists():
+        create_image_artifact(image_url="data:image/png;base64," + base64.b64encode(grid.read_bytes()).decode(),
+                              key="sample-grid", description=f"{title}: samples")

@@ -1,0 +1,177 @@
+"""The local stack: Prefect server, MLflow tracking server, a Ray head node, and the process serving the
+deployments, all bound to 127.0.0.1. `up` waits for each to be healthy and prints the URLs; `down` stops
+exactly the processes `up` started (recorded in <stack dir>/stack.json).
+
+    python infra/local/stack.py up|down        (make stack-up / make stack-down)
+
+Settings (environment): GENP_STACK_DIR (.stack), GENP_PREFECT_PORT (4200), GENP_MLFLOW_PORT (5000),
+GENP_RAY_PORT (6380), GENP_RAY_DASHBOARD_PORT (8265).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path.cwd()
+STACK = Path(os.environ.get("GENP_STACK_DIR", ROOT / ".stack")).resolve()
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+PORTS = {name: int(os.environ.get(f"GENP_{name.upper()}_PORT", default))
+         for name, default in (("prefect", 4200), ("mlflow", 5000), ("ray", 6380), ("ray_dashboard", 8265))}
+# Ray keeps sockets under its temp dir, whose path must stay short; one per stack directory.
+RAY_TEMP = Path("/tmp") / f"genp-stack-{hashlib.sha256(str(STACK).encode()).hexdigest()[:8]}"
+
+
+def urls() -> dict[str, str]:
+    return {"prefect": f"http://{HOST}:{PORTS['prefect']}", "mlflow": f"http://{HOST}:{PORTS['mlflow']}",
+            "ray": f"{HOST}:{PORTS['ray']}", "ray_dashboard": f"http://{HOST}:{PORTS['ray_dashboard']}"}
+
+
+def client_env() -> dict[str, str]:
+    """What a process needs to use the stack: Prefect API, MLflow server, Ray cluster (token-authenticated)."""
+    return {"PREFECT_API_URL": urls()["prefect"] + "/api", "MLFLOW_TRACKING_URI": urls()["mlflow"],
+            "RAY_ADDRESS": urls()["ray"], "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(STACK / "ray_auth_token"),
+            "RAY_API_SERVER_ADDRESS": urls()["ray_dashboard"]}
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PREFECT_API_URL"}}
+    env.update(PREFECT_HOME=str(STACK / "prefect"), PREFECT_UI_STATIC_DIRECTORY=str(STACK / "prefect" / "ui"),
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_URL=urls()["prefect"],
+               # The browser UI calls this API address (it would assume port 4200 otherwise).
+               PREFECT_UI_API_URL=urls()["prefect"] + "/api", **extra)
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def _spawn(name: str, command: list[str], env: dict[str, str]) -> int:
+    log = open(STACK / "logs" / f"{name}.log", "ab")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    return process.pid
+
+
+def _wait_http(url: str, what: str, timeout: float = 180, expect: bytes | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                body = response.read()
+                if response.status == 200 and (expect is None or expect in body):
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{what} did not become healthy at {url} within {timeout:.0f} s; see {STACK / 'logs'}")
+
+
+def _wait_deployments(names: list[str], since: float, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    api = urls()["prefect"] + "/api"
+    while time.monotonic() < deadline:
+        ready = 0
+        for name in names:
+            try:
+                with urllib.request.urlopen(f"{api}/deployments/name/{name}", timeout=3) as response:
+                    deployment = json.loads(response.read())
+                polled = deployment.get("last_polled")
+                fresh = polled and time.mktime(time.strptime(polled[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone >= since - 5
+                ready += bool(fresh and not deployment.get("paused"))
+            except (OSError, urllib.error.URLError, ValueError):
+                pass
+        if ready == len(names):
+            return
+        time.sleep(1)
+    raise SystemExit(f"deployments {names} were not served within {timeout:.0f} s; see {STACK / 'logs' / 'serve.log'}")
+
+
+def up() -> None:
+    if (STACK / "stack.json").exists():
+        raise SystemExit(f"a stack is already recorded in {STACK / 'stack.json'}; run `make stack-down` first")
+    (STACK / "logs").mkdir(parents=True, exist_ok=True)
+    token = STACK / "ray_auth_token"
+    if not token.exists():
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+    pids: dict[str, int] = {}
+    state = {"pids": pids, "ray_temp_dir": str(RAY_TEMP), "urls": urls()}
+
+    def record() -> None:
+        (STACK / "stack.json").write_text(json.dumps(state, indent=2))
+
+    pids["prefect"] = _spawn("prefect", [str(BIN / "prefect"), "server", "start", "--host", HOST,
+                                         "--port", str(PORTS["prefect"]), "--analytics-off"], _env())
+    pids["mlflow"] = _spawn("mlflow", [str(BIN / "mlflow"), "server", "--host", HOST, "--port", str(PORTS["mlflow"]),
+                                       "--backend-store-uri", f"sqlite:///{STACK / 'mlflow.db'}",
+                                       "--artifacts-destination", str(STACK / "mlartifacts"), "--workers", "1"], _env())
+    record()
+    _wait_http(urls()["prefect"] + "/api/health", "Prefect server", expect=b"true")
+    _wait_http(urls()["mlflow"] + "/health", "MLflow server")
+    ray_env = _env(**{k: v for k, v in client_env().items() if k.startswith("RAY_AUTH") or k == "RAY_API_SERVER_ADDRESS"},
+                   RAY_USAGE_STATS_ENABLED="0")
+    started = subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={PORTS['ray']}", f"--temp-dir={RAY_TEMP}",
+                              f"--node-ip-address={HOST}", f"--dashboard-host={HOST}",
+                              f"--dashboard-port={PORTS['ray_dashboard']}", "--disable-usage-stats"],
+                             env=ray_env, capture_output=True, text=True)
+    (STACK / "logs" / "ray.log").write_text(started.stdout + started.stderr)
+    if started.returncode != 0:
+        raise SystemExit(f"Ray head failed to start; see {STACK / 'logs' / 'ray.log'}")
+    since = time.time()
+    pids["serve"] = _spawn("serve", [str(BIN / "python"), "-m", "flows.serve"],
+                           _env(**client_env(), PREFECT_RUNNER_POLL_FREQUENCY="2",
+                                PREFECT_RESULTS_PERSIST_BY_DEFAULT="true"))
+    record()
+    _wait_deployments(["train/train", "tune/tune", "retrain/retrain"], since)
+    print("stack is up (logs in %s):" % (STACK / "logs"))
+    for name, url in urls().items():
+        print(f"  {name:14s} {url}")
+    print("use it from a shell: " + " ".join(f"{k}={v}" for k, v in client_env().items()))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def down() -> None:
+    record = STACK / "stack.json"
+    if not record.exists():
+        print(f"no stack recorded in {record}")
+        return
+    state = json.loads(record.read_text())
+    for name in ("serve", "prefect", "mlflow"):  # serve first: it cancels its runs and pauses schedules
+        pid = state["pids"].get(name)
+        if pid is None or not _alive(pid):
+            continue
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    # Ray's daemons are not our children; their command lines all name this stack's temp dir.
+    subprocess.run(["pkill", "-TERM", "-f", state["ray_temp_dir"]], check=False)
+    time.sleep(2)
+    subprocess.run(["pkill", "-KILL", "-f", state["ray_temp_dir"]], check=False)  # gcs_server ignores TERM
+    record.unlink()
+    print("stack is down")
+
+
+if __name__ == "__main__":
+    {"up": up, "down": down}[sys.argv[1] if len(sys.argv) > 1 else "up"]()
