@@ -32,6 +32,7 @@ bench: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench]"
 	python -m bench.train_throughput
 	python -m bench.quality
+	python -m bench.tune_efficiency
 
 # Prefect server, MLflow server, Ray head and the deployments' serve process, on 127.0.0.1.
 stack-up: setup

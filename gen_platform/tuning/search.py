@@ -80,8 +80,10 @@ def _trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
 def run_search(params: PipelineParams, train: ImageArrays, val: ImageArrays, root: Path, trials: int,
                max_epochs: int, classifier: dict[str, Any] | None = None, name: str = "search",
                optuna: bool = False, grace_epochs: int | None = None, space: dict[str, Any] | None = None,
-               max_concurrent: int | None = None) -> SearchResult:
-    """Search `space` (default: the family's) with ASHA on the family's β-independent metric."""
+               max_concurrent: int | None = None, early_stopping: bool = True,
+               reduction_factor: int = 2) -> SearchResult:
+    """Search `space` (default: the family's) with ASHA on the family's β-independent metric
+    (`early_stopping=False`: every trial runs all epochs, e.g. for a reference grid)."""
     import ray
     from ray import tune
     from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
@@ -99,8 +101,8 @@ def run_search(params: PipelineParams, train: ImageArrays, val: ImageArrays, roo
         raise GenPlatformError(f"tune.workers_per_trial × tune.cpus_per_worker + {DRIVER_CPU} = {per_trial:.2f} CPUs "
                                f"per trial, but the Ray cluster has {cluster_cpus:g}; lower them")
     concurrency = max_concurrent or max(1, int(cluster_cpus // per_trial))
-    scheduler = ASHAScheduler(time_attr="epoch", max_t=max_epochs, reduction_factor=2,
-                              grace_period=min(grace_epochs or GRACE_EPOCHS[family], max_epochs))
+    scheduler = ASHAScheduler(time_attr="epoch", max_t=max_epochs, reduction_factor=reduction_factor,
+                              grace_period=min(grace_epochs or GRACE_EPOCHS[family], max_epochs)) if early_stopping else None
     if optuna:
         from ray.tune.search.optuna import OptunaSearch
 
