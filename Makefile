@@ -30,6 +30,9 @@ test-unit: setup
 
 bench: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench]"
+	@# pythae pulls the Python 3.6 `dataclasses` backport, which shadows the standard library (Prefect's
+	@# server fails to start with it): remove it again.
+	$(BIN)/python -m pip uninstall --quiet --yes dataclasses
 	python -m bench.train_throughput
 	python -m bench.quality
 	python -m bench.tune_efficiency

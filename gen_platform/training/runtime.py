@@ -41,9 +41,9 @@ def ensure_ray() -> None:
         # A local runtime gets a dashboard on loopback: Train V2's PlacementGroupCleaner needs its state API
         # to release the workers of a stopped Tune trial. Left to auto-detection, the cleaner fails with
         # "Found multiple active Ray instances" whenever another Ray runs on this machine, the CPUs of stopped
-        # trials are never released, and a search hangs. So the API address is pinned, for actors too.
+        # trials are never released, and a search hangs. So the API address is pinned for every actor.
         port = _free_port()
-        os.environ["RAY_API_SERVER_ADDRESS"] = env_vars["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        env_vars["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         local = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port}
     ray.init(
         address=address or None,

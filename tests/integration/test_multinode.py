@@ -3,18 +3,16 @@ on each: the workers report different nodes and DDP keeps their weights identica
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
-
-from gen_platform.config import parse_params
-from gen_platform.data.sources import digits
-from gen_platform.data.splits import split_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +32,7 @@ def two_node_cluster(monkeypatch, tmp_path):
     token.write_text(secrets.token_hex(32))
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)  # belongs to another runtime, if set
     common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     try:
         subprocess.run(["ray", "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}",
@@ -42,9 +41,6 @@ def two_node_cluster(monkeypatch, tmp_path):
         monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
         yield port
     finally:
-        import ray
-
-        ray.shutdown()
         # Stop exactly this cluster's processes (their command lines name its temp dir), not other Ray users'.
         subprocess.run(["pkill", "-TERM", "-f", temp_dir], check=False)
         time.sleep(2)
@@ -52,19 +48,31 @@ def two_node_cluster(monkeypatch, tmp_path):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+DRIVER = """
+import json, sys
+from pathlib import Path
+import ray
+from gen_platform.config import parse_params
+from gen_platform.data.sources import digits
+from gen_platform.data.splits import split_dataset
+from gen_platform.training.launcher import fit
+from gen_platform.training.runtime import ensure_ray
+
+ensure_ray()
+nodes = [node["NodeID"] for node in ray.nodes() if node["Alive"]]
+params = parse_params({"train": {"epochs": 2, "num_workers": 2, "cpus_per_worker": 1}})
+splits = split_dataset(digits(), 0, 0.1, 0.1)
+result = fit(params, splits["train"], splits["val"], run_name="two-nodes", root=Path(sys.argv[1]))
+print("RESULT " + json.dumps({"nodes": nodes, "workers": result.workers}))
+"""
+
+
 def test_one_worker_per_node_with_identical_weights(two_node_cluster, tmp_path):
-    import ray
-
-    from gen_platform.training.launcher import fit
-    from gen_platform.training.runtime import ensure_ray
-
-    ensure_ray()
-    nodes = [node for node in ray.nodes() if node["Alive"]]
-    assert len(nodes) == 2
-    params = parse_params({"train": {"epochs": 2, "num_workers": 2, "cpus_per_worker": 1}})
-    splits = split_dataset(digits(), 0, 0.1, 0.1)
-    result = fit(params, splits["train"], splits["val"], run_name="two-nodes", root=tmp_path)
-    assert len(result.workers) == 2
-    assert len({worker["node_id"] for worker in result.workers}) == 2
-    assert {worker["node_id"] for worker in result.workers} == {node["NodeID"] for node in nodes}
-    assert result.workers[0]["parameters_sha256"] == result.workers[1]["parameters_sha256"]
+    # A separate driver process, as a user's would be: Ray keeps one auth token per process.
+    driver = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path)], capture_output=True, text=True, timeout=600)
+    lines = [line for line in driver.stdout.splitlines() if line.startswith("RESULT ")]
+    assert driver.returncode == 0 and lines, driver.stdout + driver.stderr
+    report = json.loads(lines[-1].removeprefix("RESULT "))
+    assert len(report["nodes"]) == 2 and len(report["workers"]) == 2
+    assert {worker["node_id"] for worker in report["workers"]} == set(report["nodes"])
+    assert report["workers"][0]["parameters_sha256"] == report["workers"][1]["parameters_sha256"]
