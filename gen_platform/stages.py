@@ -124,7 +124,7 @@ def require_valid_data(ws: Workspace) -> dict[str, Any]:
 
 def features(params: PipelineParams, ws: Workspace) -> dict[str, float]:
     """Train the domain classifier whose penultimate features all distribution metrics use."""
-    from gen_platform.evaluation.classifier import ClassifierConfig, accuracy, train_classifier
+    from gen_platform.evaluation.classifier import FAMILY, ClassifierConfig, accuracy, train_classifier
     from gen_platform.training.checkpoint import save_checkpoint
 
     require_valid_data(ws)
@@ -134,7 +134,7 @@ def features(params: PipelineParams, ws: Workspace) -> dict[str, float]:
     model = train_classifier(splits["train"], config, params.classifier.epochs, params.classifier.batch_size,
                              params.classifier.learning_rate, params.classifier.seed)
     scores = {"val_accuracy": accuracy(model, splits["val"]), "test_accuracy": accuracy(model, splits["test"])}
-    save_checkpoint(ws.classifier_dir, {"model": model.state_dict()}, config.to_dict(), family="classifier")
+    save_checkpoint(ws.classifier_dir, {"model": model.state_dict()}, config.to_dict(), family=FAMILY)
     _write_json(ws.metrics("classifier"), scores)
     print(f"domain classifier: val accuracy {scores['val_accuracy']:.3f}, test accuracy {scores['test_accuracy']:.3f}")
     return scores
