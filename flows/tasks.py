@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact
 from prefect.cache_policies import NONE
 
@@ -21,6 +21,12 @@ evaluate = task(stages.evaluate, name="evaluate", cache_policy=NONE)
 register = task(stages.register, name="register and apply champion rule", cache_policy=NONE, retries=2,
                 retry_delay_seconds=5)
 tune = task(stages.tune, name="search with Ray Tune", cache_policy=NONE, retries=0)
+
+
+def publish_decision(reason: str) -> None:
+    """Why a retrain run did what it did: in the run's logs and, so the UI shows it at a glance, an artifact."""
+    get_run_logger().info(reason)
+    create_markdown_artifact(key="retrain-decision", description="retrain decision", markdown=f"# Retrain\n\n{reason}\n")
 
 
 def _run_link(run_id: str) -> str:

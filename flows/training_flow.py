@@ -14,7 +14,7 @@ import json
 import subprocess
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NONE
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -104,19 +104,17 @@ def retrain_flow(request: RetrainRequest = RetrainRequest(), root: str = ROOT) -
         champion_data = mlflow.get_run(champion.run_id).data.tags.get("data_version")
     except mlflow.exceptions.MlflowException:
         champion_data = None
-    logger = get_run_logger()
     if champion_data == current:
         reason = f"skipped: the champion of {params.registered_model_name} was trained on the current data ({current})"
-        logger.info(reason)
+        tasks.publish_decision(reason)
         return {"retrained": False, "reason": reason, "data_version": current}
-    logger.info(f"data changed ({champion_data} → {current}): retraining by {request.mode}")
+    tasks.publish_decision(f"data changed ({champion_data} → {current}): retraining by {request.mode}")
     if request.mode == "tune":
         outcome = _tune_pipeline(params, workspace)["registration"]
     else:
         outcome = _train_pipeline(params, workspace, f"retrain {params.registered_model_name}")
     return {"retrained": True, "reason": f"data changed from {champion_data} to {current}",
             "data_version": current, "registration": outcome}
-
 
 
 def main() -> None:
