@@ -1,8 +1,8 @@
 """Training throughput: the Ray Train path against a plain single-process PyTorch loop.
 
-Both do the same work per epoch (`run_epoch` on the same model, data, batch size and thread count, then the
-validation score and a checkpoint written to disk), in one process run, interleaved (plain, Ray, plain) so
-machine drift hits both. Two views of the same runs:
+Both do the same work per epoch (the VAE `Recipe`'s `train_epoch` on the same model, data, batch size and
+thread count, then the validation score and a checkpoint written to disk), in one process run, interleaved
+in rounds (plain, Ray, Ray DDP, plain, ...) so that machine drift hits both. Two views of the same runs:
 
 - step throughput: median images/s of the training passes after a warm-up (what the GPU/CPU sustains);
 - epoch throughput: images per second of wall time per whole epoch, including validation, checkpointing and,
@@ -29,12 +29,10 @@ from gen_platform.config import PipelineParams, parse_params
 from gen_platform.data.arrays import ImageArrays, to_tensor
 from gen_platform.data.sources import digits
 from gen_platform.data.splits import split_dataset
-from gen_platform.evaluation.elbo import neg_elbo
 from gen_platform.models import vae
 from gen_platform.training.checkpoint import save_checkpoint
-from gen_platform.training.loop import run_epoch
 
-LONG, SHORT, WARMUP = 40, 10, 5
+LONG, SHORT, WARMUP, ROUNDS = 40, 10, 5, 3
 THREADS = os.cpu_count() or 1
 RESULT = Path(__file__).parent / "results" / "train_throughput.json"
 
@@ -44,19 +42,17 @@ def plain_loop(params: PipelineParams, train: ImageArrays, val: ImageArrays) -> 
     torch.set_num_threads(THREADS)
     torch.manual_seed(params.train.seed)
     config = vae.config_from_params(params.data, params.model)
-    model = vae.build(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.train.learning_rate)
+    recipe = vae.Recipe(vae.build(config), params.model, wrap=lambda model: model, device=torch.device("cpu"))
     loader = DataLoader(TensorDataset(to_tensor(train.images)), batch_size=params.train.batch_size, shuffle=True)
     val_images = to_tensor(val.images)
     rates, cycles = [], []
     with tempfile.TemporaryDirectory() as directory:
         for epoch in range(LONG):
             started = time.perf_counter()
-            stats = run_epoch(model, loader, optimizer, params.model.beta, torch.device("cpu"))
+            stats = recipe.train_epoch(loader)
             rates.append(stats["images"] / (time.perf_counter() - started))
-            neg_elbo(model, val_images, params.evaluate.batch_size)
-            save_checkpoint(directory, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                        "epoch": epoch}, config.to_dict(), "vae")
+            recipe.validate(val_images, params.evaluate.batch_size, 0, 1, params.train.seed)
+            save_checkpoint(directory, recipe.state_dict() | {"epoch": epoch}, config.to_dict(), "vae")
             cycles.append(time.perf_counter() - started)
     return rates, statistics.median(cycles[WARMUP:])
 
@@ -72,49 +68,55 @@ def ray_fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, epochs
     return [record["images_per_second"] for record in result.history], wall
 
 
-def ray_path(params: PipelineParams, train: ImageArrays, val: ImageArrays) -> dict[str, float]:
-    rates, long_wall = ray_fit(params, train, val, LONG)
-    _, short_wall = ray_fit(params, train, val, SHORT)
-    epoch_seconds = (long_wall - short_wall) / (LONG - SHORT)
-    return {"step_images_per_second": statistics.median(rates[WARMUP:]),
-            "epoch_images_per_second": len(train) / epoch_seconds,
-            "startup_seconds": short_wall - SHORT * epoch_seconds}
-
-
 def main() -> None:
     import ray
 
     def params(workers: int, cpus: int) -> PipelineParams:
         return parse_params({"train": {"num_workers": workers, "cpus_per_worker": cpus, "max_failures": 0}})
 
-    same_threads, ddp = params(1, THREADS), params(THREADS, 1)
+    paths = {"ray_train": params(1, THREADS), "ray_train_ddp": params(THREADS, 1)}
     splits = split_dataset(digits(), 0, 0.1, 0.1)
     train, val = splits["train"], splits["val"]
 
-    plain_before = plain_loop(same_threads, train, val)
-    ray_single = ray_path(same_threads, train, val)
-    plain_after = plain_loop(same_threads, train, val)
-    ray_ddp = ray_path(ddp, train, val)
+    # Rounds of plain | Ray | DDP | plain: each Ray measurement is compared with the plain runs on either
+    # side of it, so a shared machine's drift does not land on one side only.
+    plain = [plain_loop(paths["ray_train"], train, val)]
+    fits: dict[str, list[tuple[list[float], float]]] = {name: [] for name in paths}
+    for _ in range(ROUNDS):
+        for name, path in paths.items():
+            fits[name].append(ray_fit(path, train, val, LONG))
+        plain.append(plain_loop(paths["ray_train"], train, val))
+    short_walls = {name: ray_fit(path, train, val, SHORT)[1] for name, path in paths.items()}
     ray.shutdown()
 
-    plain_step = statistics.median([statistics.median(r[WARMUP:]) for r in (plain_before[0], plain_after[0])])
-    plain_epoch = len(train) / statistics.median([plain_before[1], plain_after[1]])
+    plain_steps = [statistics.median(rates[WARMUP:]) for rates, _ in plain]
+    plain_epoch = len(train) / statistics.median(cycle for _, cycle in plain)
 
-    def summary(measured: dict[str, float], workers: int) -> dict:
+    def summary(name: str) -> dict:
+        steps = [statistics.median(rates[WARMUP:]) for rates, _ in fits[name]]
+        ratios = [step / statistics.mean(plain_steps[i:i + 2]) for i, step in enumerate(steps)]
+        long_wall = statistics.median(wall for _, wall in fits[name])
+        epoch_seconds = (long_wall - short_walls[name]) / (LONG - SHORT)
+        workers = paths[name].train.num_workers
         return {"workers": workers, "threads_per_worker": THREADS // workers,
-                **{k: round(v, 2) for k, v in measured.items()},
-                "step_ratio": round(measured["step_images_per_second"] / plain_step, 3),
-                "epoch_ratio": round(measured["epoch_images_per_second"] / plain_epoch, 3)}
+                "step_images_per_second": round(statistics.median(steps), 1),
+                "step_ratio": round(statistics.median(ratios), 3),
+                "step_ratio_per_round": [round(r, 3) for r in ratios],
+                "epoch_images_per_second": round(len(train) / epoch_seconds, 1),
+                "epoch_ratio": round(len(train) / epoch_seconds / plain_epoch, 3),
+                "startup_seconds": round(short_walls[name] - SHORT * epoch_seconds, 2)}
 
+    summaries = {name: summary(name) for name in paths}
     result = {
         "benchmark": "train_throughput",
         "dataset": f"digits ({len(train)} training images, 8x8)", "model": "beta-VAE (params.yaml defaults)",
-        "batch_size": same_threads.train.batch_size, "threads": THREADS,
-        "epochs": {"long": LONG, "short": SHORT, "warmup": WARMUP},
-        "plain": {"step_images_per_second": round(plain_step, 1), "epoch_images_per_second": round(plain_epoch, 1)},
-        "ray_train": summary(ray_single, 1),
-        "ray_train_ddp": summary(ray_ddp, THREADS),
-        "ratio": round(ray_single["step_images_per_second"] / plain_step, 3), "target_ratio": 0.95,
+        "batch_size": paths["ray_train"].train.batch_size, "threads": THREADS,
+        "epochs": {"long": LONG, "short": SHORT, "warmup": WARMUP}, "rounds": ROUNDS,
+        "plain": {"step_images_per_second": round(statistics.median(plain_steps), 1),
+                  "step_images_per_second_per_run": [round(step, 1) for step in plain_steps],
+                  "epoch_images_per_second": round(plain_epoch, 1)},
+        **summaries,
+        "ratio": summaries["ray_train"]["step_ratio"], "target_ratio": 0.95,
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
     }
     RESULT.parent.mkdir(parents=True, exist_ok=True)

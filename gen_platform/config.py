@@ -107,6 +107,8 @@ class EvaluateParams(_Section):
     metric_samples: int = Field(2000, ge=10, description="generated images scored against the test split")
     nearest_k: int = Field(5, ge=1, le=100, description="k of precision/recall/density/coverage")
     nll_importance_samples: int = Field(100, ge=1, le=10_000, description="k of the importance-weighted NLL")
+    inception_weights: str | None = Field(None, description="TorchScript Inception-v3 for standard `fid` "
+                                          "(path relative to the repository; nothing is downloaded)")
     seed: int = 0
 
 

@@ -223,7 +223,7 @@ def evaluate(params: PipelineParams, ws: Workspace) -> dict[str, float]:
     require_valid_data(ws)
     model = load_model_dir(ws.model_dir)
     classifier = load_saved_classifier(ws)
-    evaluation = evaluate_model(model, params, load_splits(ws), classifier)
+    evaluation = evaluate_model(model, params, load_splits(ws), classifier, ws.root)
     for name, picture in evaluation.pictures.items():
         picture.save(ws.report(f"{name}.png"))
     scores = evaluation.scores | {"classifier_test_accuracy": _read_json(ws.metrics("classifier"), "genp features")["test_accuracy"]}
@@ -302,7 +302,7 @@ def tune(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
         trained = read_result_checkpoint(best.checkpoint_path)
         model_dir = ws.root / "models" / "tuned"
         save_checkpoint(model_dir, {"model": trained.model_state}, trained.model_config, params.model.family)
-        evaluation = evaluate_model(load_model_dir(model_dir), best_params, splits, classifier)
+        evaluation = evaluate_model(load_model_dir(model_dir), best_params, splits, classifier, ws.root)
         metric = family(params.model.family).SELECTION_METRIC
         with mlflow.start_run(run_id=child_runs[best.trial_id], nested=True):
             mlflow.log_metrics({f"eval_{k}": v for k, v in evaluation.scores.items()})

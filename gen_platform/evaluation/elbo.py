@@ -35,16 +35,16 @@ def neg_elbo(model: torch.nn.Module, images: torch.Tensor, batch_size: int, devi
 
 
 @torch.no_grad()
-def importance_weighted_nll(model: torch.nn.Module, images: torch.Tensor, samples: int, batch_size: int = 64,
-                            seed: int = 0) -> float:
-    """-log p(x) in nats per image, estimated with `samples` draws from the encoder (Burda et al. 2016).
+def importance_weighted_log_likelihoods(model: torch.nn.Module, images: torch.Tensor, samples: int,
+                                        batch_size: int = 64, seed: int = 0) -> torch.Tensor:
+    """log p(x) per image in nats, estimated with `samples` draws from the encoder (Burda et al. 2016).
 
     log p(x) ≈ logsumexp_k[log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log k; a tighter bound than the ELBO.
     """
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    total = 0.0
     normal = torch.distributions.Normal(0.0, 1.0)
+    per_image = []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
         mean, log_var = model.encode(x)
@@ -57,6 +57,12 @@ def importance_weighted_nll(model: torch.nn.Module, images: torch.Tensor, sample
         log_pz = normal.log_prob(z).sum(2)
         log_qz_x = torch.distributions.Normal(mean, std).log_prob(z).sum(2)
         log_weights = log_px_z + log_pz - log_qz_x
-        log_px = torch.logsumexp(log_weights, dim=0) - torch.log(torch.tensor(float(samples)))
-        total -= log_px.sum().item()
-    return total / max(len(images), 1)
+        per_image.append(torch.logsumexp(log_weights, dim=0) - torch.log(torch.tensor(float(samples))))
+    return torch.cat(per_image) if per_image else torch.zeros(0)
+
+
+def importance_weighted_nll(model: torch.nn.Module, images: torch.Tensor, samples: int, batch_size: int = 64,
+                            seed: int = 0) -> float:
+    """-log p(x) in nats per image (mean of `importance_weighted_log_likelihoods`)."""
+    log_px = importance_weighted_log_likelihoods(model, images, samples, batch_size, seed)
+    return -log_px.mean().item() if len(log_px) else 0.0

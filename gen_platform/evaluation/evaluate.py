@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,6 +15,10 @@ from gen_platform.evaluation.classifier import FeatureModule, load_classifier
 from gen_platform.evaluation.distribution import distribution_metrics, frechet_distance
 from gen_platform.evaluation.elbo import importance_weighted_nll, neg_elbo
 from gen_platform.evaluation.images import image_grid, interpolation_grid
+from gen_platform.evaluation.inception import load_inception
+
+
+INCEPTION_BATCH = 64  # 299×299 RGB inputs: about 70 MB per batch
 
 
 @dataclass
@@ -28,15 +33,19 @@ def _samples(model: torch.nn.Module, n: int, seed: int, batch_size: int) -> torc
 
 
 def evaluate_model(model: torch.nn.Module, params: PipelineParams, splits: dict[str, ImageArrays],
-                   classifier: dict[str, Any]) -> Evaluation:
+                   classifier: dict[str, Any], root: Path = Path(".")) -> Evaluation:
     """Test-split `fd`, `kid`, `precision`, `recall`, `density`, `coverage` for every family, `val_fd` (the
-    GAN's selection metric), and for VAEs the ELBO at β=1 (val and test) and the importance-weighted `nll`."""
+    GAN's selection metric), for VAEs the ELBO at β=1 (val and test) and the importance-weighted `nll`, and
+    standard `fid` when `evaluate.inception_weights` names an extractor (relative to `root`)."""
     settings = params.evaluate
+    inception = load_inception(root / settings.inception_weights) if settings.inception_weights else None
     features = FeatureModule(load_classifier(classifier))
     val, test = to_tensor(splits["val"].images), to_tensor(splits["test"].images)
     fake = _samples(model, min(settings.metric_samples, max(len(test), 2)), settings.seed, settings.batch_size)
     scores = distribution_metrics(test, fake, features, settings.nearest_k, settings.batch_size)
     scores["val_fd"] = frechet_distance(val, fake[:len(val)], features, settings.batch_size)
+    if inception is not None:
+        scores["fid"] = frechet_distance(test, fake, inception, INCEPTION_BATCH)
     pictures = {"samples": image_grid(model.sample(settings.num_samples, torch.Generator().manual_seed(settings.seed)))}
     if params.model.family == "vae":
         for split, images in (("val", val), ("test", test)):
