@@ -7,14 +7,34 @@ import os
 import socket
 import warnings
 
-# Set before Ray is imported: no usage-stats prompt, no per-process log dedup banners.
+# Set before Ray is imported: no usage-stats prompt; worker output passes Ray's log filter, which never
+# merges our progress lines and drops messages that are expected here and say nothing to a user.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", r"^(epoch \d+/\d+ |resumed from the checkpoint|fault injection)")
+EXPECTED_NOISE = (
+    r"PYTHON worker processes have been started on node",  # Tune's 0.01-CPU trial drivers, by design
+    r"Actor with class name: 'PreemptionWatcher'",  # Train V2 logs it at ERROR for every run
+    r"Detected that the Ray Train controller actor \(\w+\) is dead",  # a trial stopped by ASHA
+    r"Exception ignored in: <function WeakSet", r"_weakrefset\.py", r"def _remove\(item, selfref",
+    r"in sigterm_handler$", r"raise_sys_exit_with_custom_error_message", r"^SystemExit: 1$",  # ... its exit
+)
+os.environ.setdefault("RAY_DEDUP_LOGS_SKIP_REGEX", "|".join(EXPECTED_NOISE))
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+# A trial that ASHA stops is asked to exit; when its driver misses the signal (it can arrive inside a
+# weakref callback, where Python ignores the SystemExit), Tune kills it only after this many seconds
+# (default 600). Until then the trial's Train workers keep their CPUs, and the next trial's workers time
+# out waiting for them. Reports and checkpoints of a stopped trial are already saved: kill it soon.
+os.environ.setdefault("TUNE_FORCE_TRIAL_CLEANUP_S", "5")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-# Train V2's controller takes each worker's report only when it polls (default every 2 s) and a worker
-# blocks until its previous report is taken: with short epochs that wait dominated training time.
-POLL_INTERVAL = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")}
+# Train V2 controller settings, for every run of this job (they reach the controller through runtime_env):
+# - it takes each worker's report only when it polls (default every 2 s) and a worker blocks until its
+#   previous report is taken: with short epochs that wait dominated training time;
+# - it gives up on starting its workers after 60 s by default. On a small machine a search starts many
+#   actor processes at once (trial, controller, cleaner, watcher, workers: a few seconds each, two at a
+#   time), and a worker group can wait longer than that for its turn, so a trial failed needlessly.
+TRAIN_CONTROLLER_ENV = {name: os.environ.get(name, default) for name, default in (
+    ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"), ("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300"))}
 
 
 def _free_port() -> int:
@@ -35,7 +55,7 @@ def ensure_ray() -> None:
         return
     warnings.filterwarnings("ignore", module="ray")
     address = os.environ.get("RAY_ADDRESS")
-    env_vars = {"PYTHONWARNINGS": "ignore", **POLL_INTERVAL, **_passed_through()}
+    env_vars = {"PYTHONWARNINGS": "ignore", **TRAIN_CONTROLLER_ENV, **_passed_through()}
     local: dict = {}
     if not address:
         # A local runtime gets a dashboard on loopback: Train V2's PlacementGroupCleaner needs its state API

@@ -17,6 +17,7 @@ from gen_platform.config import PipelineParams, deep_merge
 from gen_platform.data.arrays import ImageArrays
 from gen_platform.errors import GenPlatformError
 from gen_platform.models import family as model_family
+from gen_platform.training.runtime import ensure_ray  # first: it sets Ray's environment before Ray is imported
 
 DRIVER_CPU = 0.01  # a trial's driver only waits on its Train run
 GRACE_EPOCHS = {"vae": 1, "gan": 2}  # GAN metrics are noisy early: judge them later
@@ -90,7 +91,6 @@ def run_search(params: PipelineParams, train: ImageArrays, val: ImageArrays, roo
     from ray.tune.schedulers import ASHAScheduler
 
     from gen_platform.training.launcher import storage_path
-    from gen_platform.training.runtime import ensure_ray
 
     ensure_ray()
     family = params.model.family
