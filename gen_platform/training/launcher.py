@@ -40,7 +40,8 @@ def resolve_use_gpu(use_gpu: bool | str, num_workers: int) -> bool:
 
 
 def build_trainer(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: str, root: Path,
-                  classifier: dict[str, Any] | None = None, callbacks: list | None = None) -> Any:
+                  classifier: dict[str, Any] | None = None, callbacks: list | None = None,
+                  log_level: str = "WARNING") -> Any:
     """The TorchTrainer for one training (also what each Tune trial runs)."""
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -65,7 +66,7 @@ def build_trainer(params: PipelineParams, train: ImageArrays, val: ImageArrays, 
             name=run_name, storage_path=storage_path(params, root),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=params.train.max_failures),
-            logging_config=ray.train.LoggingConfig(log_level="WARNING"), callbacks=callbacks),
+            logging_config=ray.train.LoggingConfig(log_level=log_level), callbacks=callbacks),
     )
 
 

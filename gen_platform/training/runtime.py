@@ -18,6 +18,10 @@ EXPECTED_NOISE = (
     r"Detected that the Ray Train controller actor \(\w+\) is dead",  # a trial stopped by ASHA
     r"Exception ignored in: <function WeakSet", r"_weakrefset\.py", r"def _remove\(item, selfref",
     r"in sigterm_handler$", r"raise_sys_exit_with_custom_error_message", r"^SystemExit: 1$",  # ... its exit
+    # A worker still starting for a trial that was just killed loses its raylet pipe and dumps a C++ stack
+    # (the full dump stays in the Ray session logs).
+    r"Check failed: raylet_ipc_client_->ActorCreationTaskDone\(\) Status not OK: IOError: Broken pipe",
+    r"^\*\*\* StackTrace Information \*\*\*$", r"^\S+\(\S*\+0x[0-9a-f]+\) \[0x[0-9a-f]+\]", r"^\s*$",
 )
 os.environ.setdefault("RAY_DEDUP_LOGS_SKIP_REGEX", "|".join(EXPECTED_NOISE))
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")

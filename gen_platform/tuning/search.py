@@ -73,8 +73,11 @@ def _trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     from gen_platform.training.launcher import build_trainer
 
     params = trial_params(setup["params"], config, setup["epochs"])
+    # ASHA ends trials by killing them, and each stopped trial's Train controller would warn, with a
+    # traceback, that its workers died; Tune reports a trial that really failed itself.
     trainer = build_trainer(params, setup["train"], setup["val"], run_name=f"trial-{tune.get_context().get_trial_id()}",
-                            root=setup["root"], classifier=setup["classifier"], callbacks=[TuneReportCallback()])
+                            root=setup["root"], classifier=setup["classifier"], callbacks=[TuneReportCallback()],
+                            log_level="ERROR")
     trainer.fit()  # a trial that ASHA stops is ended here by Tune
 
 

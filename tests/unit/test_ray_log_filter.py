@@ -1,0 +1,42 @@
+"""Ray's log filter (set up in gen_platform.training.runtime) drops expected noise and keeps what matters."""
+
+import os
+import re
+
+import pytest
+
+import gen_platform.training.runtime  # noqa: F401  (sets the filter's environment)
+
+SKIP = re.compile(os.environ["RAY_DEDUP_LOGS_SKIP_REGEX"])
+ALLOW = re.compile(os.environ["RAY_DEDUP_LOGS_ALLOW_REGEX"])
+
+
+@pytest.mark.parametrize("line", [
+    "Detected that the Ray Train controller actor (a1b2c3) is dead",
+    "SystemExit: 1",
+    "[2026-11-26 08:04:37,788 C 16970 16970] core_worker.cc:3345:  An unexpected system state has occurred. "
+    "Check failed: raylet_ipc_client_->ActorCreationTaskDone() Status not OK: IOError: Broken pipe",
+    "*** StackTrace Information ***",
+    "/venv/lib/python3.11/site-packages/ray/_raylet.so(+0x1812b9a) [0x7fb595c12b9a] ray::operator<<()",
+    "/lib/x86_64-linux-gnu/libc.so.6(__libc_start_main+0x85) [0x7fb596a45305] __libc_start_main",
+    "ray::IDLE(_start+0x21) [0x5600e25e3081] _start",
+    "",
+])
+def test_expected_noise_is_dropped(line):
+    assert SKIP.search(line)
+
+
+@pytest.mark.parametrize("line", [
+    "Traceback (most recent call last):",
+    "RuntimeError: CUDA error: out of memory",
+    "ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.",
+    "core_worker.cc:123: Check failed: something else went wrong",
+    "epoch 3/4  train_loss 30.872  train_kl 10.788  val_neg_elbo 35.595  19508 img/s",
+])
+def test_real_problems_and_progress_pass(line):
+    assert not SKIP.search(line)
+
+
+def test_progress_lines_are_never_merged_across_workers():
+    assert ALLOW.search("epoch 1/4  train_d_loss 1.240  train_g_loss 0.684  val_fd 92.050  9987 img/s")
+    assert ALLOW.search("resumed from the checkpoint of epoch 2")
