@@ -1,3 +1,4 @@
+import logging
 import os
 import sys
 from pathlib import Path
@@ -25,3 +26,19 @@ def tiny_dataset(n: int = 200, size: int = 8, classes: int = 10, seed: int = 0) 
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(n, size, size, 1), dtype=np.uint8)
     return ImageArrays(images, np.arange(n, dtype=np.int64) % classes)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the temporary Prefect server that in-process flow runs started, quietly, before pytest exits.
+
+    Left to Prefect, it stops at interpreter exit and logs 'Stopping temporary server' to a stream pytest
+    has closed (a 'Logging error' traceback), and queued flow-run logs then fail to reach it.
+    """
+    server = sys.modules.get("prefect.server.api.server")
+    if server is not None:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)  # the flow runs' last log lines, while their server still listens
+        server.subprocess_server_logger.setLevel(logging.WARNING)
+        for instance in list(server.SubprocessASGIServer._instances.values()):
+            instance.stop()
