@@ -17,7 +17,7 @@ from gen_platform.config import PipelineParams, deep_merge
 from gen_platform.data.arrays import ImageArrays
 from gen_platform.errors import GenPlatformError
 from gen_platform.models import family as model_family
-from gen_platform.training.runtime import ensure_ray  # first: it sets Ray's environment before Ray is imported
+from gen_platform.training.runtime import ensure_ray  # at module load: it sets Ray's environment before Ray is imported
 
 DRIVER_CPU = 0.01  # a trial's driver only waits on its Train run
 GRACE_EPOCHS = {"vae": 1, "gan": 2}  # GAN metrics are noisy early: judge them later
