@@ -11,7 +11,8 @@ import warnings
 # merges our progress lines and drops messages that are expected here and say nothing to a user.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", r"^(epoch \d+/\d+ |resumed from the checkpoint|fault injection)")
+PROGRESS_LINES = r"^(epoch \d+/\d+ |resumed from the checkpoint|fault injection)"  # the loop's _progress()
+os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", PROGRESS_LINES)
 EXPECTED_NOISE = (
     r"PYTHON worker processes have been started on node",  # Tune's 0.01-CPU trial drivers, by design
     r"Actor with class name: 'PreemptionWatcher'",  # Train V2 logs it at ERROR for every run
