@@ -50,7 +50,9 @@ def _env(**extra: str) -> dict[str, str]:
     env.update(PREFECT_HOME=str(STACK / "prefect"), PREFECT_UI_STATIC_DIRECTORY=str(STACK / "prefect" / "ui"),
                PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_URL=urls()["prefect"],
                # The browser UI calls this API address (it would assume port 4200 otherwise).
-               PREFECT_UI_API_URL=urls()["prefect"] + "/api", **extra)
+               PREFECT_UI_API_URL=urls()["prefect"] + "/api",
+               # SQLite-busy answers (503, retried by clients) are otherwise invisible in prefect.log.
+               PREFECT_API_LOG_RETRYABLE_ERRORS="true", **extra)
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
     return env
 
