@@ -1,6 +1,7 @@
 """Ray's log filter (set up in gen_platform.training.runtime) drops expected noise and keeps what matters."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,26 @@ def test_real_problems_and_progress_pass(line):
 def test_progress_lines_are_never_merged_across_workers():
     assert ALLOW.search("epoch 1/4  train_d_loss 1.240  train_g_loss 0.684  val_fd 92.050  9987 img/s")
     assert ALLOW.search("resumed from the checkpoint of epoch 2")
+
+
+def test_every_progress_message_of_the_loop_is_on_the_allow_list():
+    """A new kind of progress line in the loop must be added to PROGRESS_LINES, or Ray may merge it across workers."""
+    import ast
+
+    from gen_platform.training import loop
+
+    def text(node: ast.expr) -> str:  # an f-string with each placeholder rendered as "0"
+        if isinstance(node, ast.Constant):
+            return node.value
+        assert isinstance(node, ast.JoinedStr), ast.unparse(node)
+        return "".join(part.value if isinstance(part, ast.Constant) else "0" for part in node.values)
+
+    calls = [node for node in ast.walk(ast.parse(Path(loop.__file__).read_text()))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_progress"]
+    messages = [call.args[0] for call in calls]
+    formatted = [m for m in messages if isinstance(m, ast.Call) and m.func.id == "_format"]
+    literal = [text(m) for m in messages if m not in formatted]
+    assert formatted and literal
+    assert ALLOW.search(loop._format({"epoch": 1, "images_per_second": 1.0}, 4, ()))
+    for message in literal:
+        assert ALLOW.search(message), message
