@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from gen_platform.config import PipelineParams, parse_params
 from gen_platform.data.arrays import ImageArrays, to_tensor
-from gen_platform.models import family
+from gen_platform.models import get_family
 from gen_platform.training.acceleration import accelerated
 
 RESULT = Path(__file__).parent / "results" / "gpu_throughput.json"
@@ -34,16 +34,16 @@ def _params(model_family: str, **train) -> PipelineParams:
 
 def plain(params: PipelineParams, data: ImageArrays) -> float:
     device = torch.device("cuda")
-    module = family(params.model.family)
-    model = module.build(module.config_from_params(params.data, params.model)).to(device)
+    family = get_family(params.model.family)
+    model = family.build(family.architecture_from(params.data, params.model.settings)).to(device)
     switches = {k: getattr(params.train, k) for k in ("precision", "channels_last", "compile")}
-    recipe = module.Recipe(model, params.model, wrap=accelerated(lambda m: m, device, **switches), device=device)
+    recipe = family.recipe(model, params.model.settings, accelerated(lambda m: m, device, **switches), device)
     loader = DataLoader(TensorDataset(to_tensor(data.images)), batch_size=params.train.batch_size, shuffle=True)
     rates = []
     for _ in range(EPOCHS):
         torch.cuda.synchronize()
         started = time.perf_counter()
-        stats = recipe.train_epoch(loader)
+        stats = recipe.train_epoch(batch for (batch,) in loader)
         torch.cuda.synchronize()
         rates.append(stats["images"] / (time.perf_counter() - started))
     return statistics.median(rates[1:])

@@ -33,10 +33,10 @@ from gen_platform.config import PipelineParams, parse_params
 from gen_platform.data.arrays import ImageArrays, to_tensor
 from gen_platform.data.sources import builtin
 from gen_platform.data.splits import split_dataset
-from gen_platform.evaluation.classifier import ClassifierConfig, FeatureModule, accuracy, train_classifier
+from gen_platform.evaluation.classifier import ClassifierArchitecture, FeatureModule, accuracy, train_classifier
 from gen_platform.evaluation.distribution import distribution_metrics
-from gen_platform.evaluation.elbo import importance_weighted_log_likelihoods
-from gen_platform.models import gan, vae
+from gen_platform.models.vae import importance_weighted_log_likelihoods
+from gen_platform.models import gan, get_family, vae
 
 RESULT = Path(__file__).parent / "results" / "quality.json"
 THREADS = os.cpu_count() or 1
@@ -63,8 +63,7 @@ def _ours(params: PipelineParams, splits: dict[str, ImageArrays]) -> tuple[torch
 
     with tempfile.TemporaryDirectory() as root:
         result = fit(params, splits["train"], splits["val"], run_name="quality", root=Path(root))
-    module = vae if params.model.family == "vae" else gan
-    model = module.build(module.Config(**result.model_config))
+    model = get_family(params.model.family).rebuild(result.architecture)
     model.load_state_dict(result.model_state)
     return model.eval(), statistics.median(r["images_per_second"] for r in result.history[1:] or result.history)
 
@@ -72,7 +71,7 @@ def _ours(params: PipelineParams, splits: dict[str, ImageArrays]) -> tuple[torch
 def _pythae_beta_vae(params: PipelineParams, train: ImageArrays, workdir: str) -> tuple[torch.nn.Module, float]:
     """pythae's BetaVAE and trainer around the modules of one of our ConvVAEs (so the networks are identical)."""
     from pythae.data.preprocessors import DataProcessor
-    from pythae.models import BetaVAE, BetaVAEConfig
+    from pythae.models import BetaVAE, BetaVAEArchitecture
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseEncoder
     from pythae.trainers import BaseTrainer, BaseTrainerConfig
@@ -81,7 +80,7 @@ def _pythae_beta_vae(params: PipelineParams, train: ImageArrays, workdir: str) -
         if name.startswith("pythae"):
             logging.getLogger(name).setLevel(logging.WARNING)
     torch.manual_seed(params.train.seed)
-    ours = vae.build(vae.config_from_params(params.data, params.model))
+    ours = vae.ConvVAE(vae.architecture_from(params.data, params.model.settings))
 
     class Encoder(BaseEncoder):
         def __init__(self):
@@ -100,12 +99,12 @@ def _pythae_beta_vae(params: PipelineParams, train: ImageArrays, workdir: str) -
         def forward(self, z):
             return ModelOutput(reconstruction=torch.sigmoid(self.decoder(self.from_latent(z).view(-1, *ours.bottom_shape))))
 
-    config = BetaVAEConfig(input_dim=(params.data.channels, params.data.image_size, params.data.image_size),
-                           latent_dim=params.model.latent_dim, beta=params.model.beta, reconstruction_loss="bce")
+    config = BetaVAEArchitecture(input_dim=(params.data.channels, params.data.image_size, params.data.image_size),
+                           latent_dim=params.model.settings.latent_dim, beta=params.model.settings.beta, reconstruction_loss="bce")
     model = BetaVAE(config, Encoder(), Decoder())
     trainer_config = BaseTrainerConfig(output_dir=workdir, num_epochs=params.train.epochs,
                                        per_device_train_batch_size=params.train.batch_size,
-                                       learning_rate=params.model.learning_rate, optimizer_cls="Adam",
+                                       learning_rate=params.model.settings.learning_rate, optimizer_cls="Adam",
                                        no_cuda=True, steps_saving=None, seed=params.train.seed)
     dataset = DataProcessor.to_dataset(DataProcessor().process_data(to_tensor(train.images).numpy()))
     trainer = BaseTrainer(model=model, train_dataset=dataset, training_config=trainer_config)
@@ -121,15 +120,15 @@ def _pythae_beta_vae(params: PipelineParams, train: ImageArrays, workdir: str) -
 def _plain_dcgan(params: PipelineParams, train: ImageArrays) -> tuple[torch.nn.Module, float]:
     """The textbook loop: one D step then one G step per batch, non-saturating loss, Adam(2e-4, β1=0.5)."""
     torch.manual_seed(params.train.seed)
-    model = gan.build(gan.config_from_params(params.data, params.model))
-    g_opt = torch.optim.Adam(model.generator.parameters(), lr=params.model.g_learning_rate, betas=(0.5, 0.999))
-    d_opt = torch.optim.Adam(model.discriminator.parameters(), lr=params.model.d_learning_rate, betas=(0.5, 0.999))
+    model = gan.GAN(gan.architecture_from(params.data, params.model.settings))
+    g_opt = torch.optim.Adam(model.generator.parameters(), lr=params.model.settings.g_learning_rate, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam(model.discriminator.parameters(), lr=params.model.settings.d_learning_rate, betas=(0.5, 0.999))
     images = to_tensor(train.images) * 2 - 1
     rates = []
     for _ in range(params.train.epochs):
         started = time.perf_counter()
         for batch in images[torch.randperm(len(images))].split(params.train.batch_size):
-            fake = model.generator(torch.randn(len(batch), params.model.latent_dim))
+            fake = model.generator(torch.randn(len(batch), params.model.settings.latent_dim))
             d_loss = F.softplus(-model.discriminator(batch)).mean() + F.softplus(model.discriminator(fake.detach())).mean()
             d_opt.zero_grad()
             d_loss.backward()
@@ -164,7 +163,7 @@ def _paired_nll_gap(ours: torch.Tensor, theirs: torch.Tensor) -> dict[str, float
 def run(dataset: str) -> dict:
     size, epochs, scored = SETTINGS[dataset]
     splits = split_dataset(builtin(dataset), seed=0, val_fraction=0.1, test_fraction=0.1)
-    classifier = train_classifier(splits["train"], ClassifierConfig(size, 1, 10), 3, 128, 1e-3, 0)
+    classifier = train_classifier(splits["train"], ClassifierArchitecture(size, 1, 10), 3, 128, 1e-3, 0)
     features = FeatureModule(classifier)
     test = to_tensor(splits["test"].images[:scored])
     torch.set_num_threads(THREADS)

@@ -30,7 +30,7 @@ from gen_platform.data.arrays import ImageArrays, to_tensor
 from gen_platform.data.sources import digits
 from gen_platform.data.splits import split_dataset
 from gen_platform.models import vae
-from gen_platform.training.checkpoint import save_checkpoint
+from gen_platform.checkpoint import save_checkpoint
 
 LONG, SHORT, WARMUP, ROUNDS = 40, 10, 5, 3
 THREADS = os.cpu_count() or 1
@@ -41,15 +41,16 @@ def plain_loop(params: PipelineParams, train: ImageArrays, val: ImageArrays) -> 
     """Returns per-epoch training images/s and whole-epoch seconds (median after warm-up)."""
     torch.set_num_threads(THREADS)
     torch.manual_seed(params.train.seed)
-    config = vae.config_from_params(params.data, params.model)
-    recipe = vae.Recipe(vae.build(config), params.model, wrap=lambda model: model, device=torch.device("cpu"))
+    architecture = vae.architecture_from(params.data, params.model.settings)
+    recipe = vae.Recipe(vae.ConvVAE(architecture), params.model.settings, wrap=lambda model: model,
+                        device=torch.device("cpu"))
     loader = DataLoader(TensorDataset(to_tensor(train.images)), batch_size=params.train.batch_size, shuffle=True)
     val_images = to_tensor(val.images)
     rates, cycles = [], []
     with tempfile.TemporaryDirectory() as directory:
         for epoch in range(LONG):
             started = time.perf_counter()
-            stats = recipe.train_epoch(loader)
+            stats = recipe.train_epoch(batch for (batch,) in loader)
             rates.append(stats["images"] / (time.perf_counter() - started))
             recipe.validate(val_images, params.evaluate.batch_size, 0, 1, params.train.seed)
             save_checkpoint(directory, recipe.state_dict() | {"epoch": epoch}, config.to_dict(), "vae")

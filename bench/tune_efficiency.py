@@ -27,18 +27,18 @@ def main() -> None:
     import ray
     from ray import tune
 
-    params = parse_params({"model": {"family": "vae"}})
+    params = parse_params({"model": {"family": "vae"}, "tune": {"trials": 1, "max_epochs": MAX_EPOCHS,
+                                                                 "grace_epochs": GRACE}})
     space = {"beta": tune.grid_search([0.25, 0.5, 1.0, 2.0, 4.0, 8.0]), "learning_rate": tune.grid_search([5e-4, 2e-3])}
     splits = split_dataset(digits(), 0, 0.1, 0.1)
     outcomes = {}
     with tempfile.TemporaryDirectory() as root:
         for name, early in (("grid", False), ("asha", True)):
             started = time.perf_counter()
-            search = run_search(params, splits["train"], splits["val"], Path(root), trials=1, max_epochs=MAX_EPOCHS,
-                                name=name, space=space, early_stopping=early, grace_epochs=GRACE,
-                                reduction_factor=REDUCTION)
+            search = run_search(params, splits["train"], splits["val"], Path(root), name=name, space=space,
+                                early_stopping=early, reduction_factor=REDUCTION)
             outcomes[name] = {"trials": len(search.trials), "trial_epochs": search.trial_epochs,
-                              "best_metric": round(search.best.metric, 4), "best_config": search.best.config,
+                              "best_metric": round(search.best.metric, 4), "best_sample": search.best.sample,
                               "stopped_early": sum(t.stopped_early for t in search.trials),
                               "wall_seconds": round(time.perf_counter() - started, 1)}
     ray.shutdown()

@@ -16,21 +16,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from gen_platform.config import PipelineParams, params_for
 from gen_platform.data.sources import BUILTIN_DATASETS
 from gen_platform.errors import ConfigError
+from gen_platform.models import FAMILIES
 
-DatasetName = Literal["digits", "fashion-mnist"]
-assert set(DatasetName.__args__) == set(BUILTIN_DATASETS), "keep the UI's dataset list in step with the built-ins"
+# The run form's choices come from the registries, so a new family or built-in dataset appears in the UI.
+DatasetName = Literal[tuple(BUILTIN_DATASETS)]  # type: ignore[valid-type]
+FamilyName = Literal[tuple(FAMILIES)]  # type: ignore[valid-type]
 
 
 class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    family: Literal["vae", "gan"] = Field("vae", description="model family")
+    family: FamilyName = Field("vae", description="model family")
     dataset: DatasetName = Field("digits", description="a dataset under data/raw")
     data_revision: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$",
                                       description="git revision whose data.dvc to train on (default: the current one)")
     epochs: int | None = Field(None, ge=1, le=1000, description="override train.epochs")
     overrides: dict[str, dict[str, Any]] = Field(default_factory=dict,
-                                                 description='params.yaml overrides, e.g. {"model": {"beta": 4}}')
+                                                 description='params.yaml overrides, e.g. {"model": {"vae": {"beta": 4}}}')
 
     def params(self, root: Path) -> PipelineParams:
         """params.yaml with this request applied, validated (a bad value names its field)."""
@@ -41,7 +43,7 @@ class TrainRequest(BaseModel):
 class TuneRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    family: Literal["vae", "gan"] = Field("vae", description="model family to search")
+    family: FamilyName = Field("vae", description="model family to search")
     dataset: DatasetName = "digits"
     trials: int = Field(8, ge=1, le=256, description="number of trials")
     epochs: int = Field(4, ge=1, le=1000, description="epoch budget of the longest trial (ASHA max_t)")

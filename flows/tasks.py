@@ -10,6 +10,8 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from gen_platform import stages
+from gen_platform.validation.gate import require_valid_data
+from gen_platform.workspace import Workspace
 
 # Stages write to the workspace and MLflow, so their results must never come from Prefect's cache.
 prepare = task(stages.prepare, name="prepare data split", cache_policy=NONE)
@@ -40,9 +42,9 @@ def _run_link(run_id: str) -> str:
 
 
 @task(name="publish artifacts", cache_policy=NONE)
-def publish(workspace: stages.Workspace, title: str, scores: dict[str, float], registration: dict[str, Any],
+def publish(workspace: Workspace, title: str, scores: dict[str, float], registration: dict[str, Any],
             run_id: str) -> None:
-    verdict = stages.require_valid_data(workspace)
+    verdict = require_valid_data(workspace)
     rows = "\n".join(f"| `{name}` | {value:.5g} |" for name, value in sorted(scores.items()))
     promoted = "promoted to" if registration["promoted"] else "not promoted to"
     create_markdown_artifact(key="run-report", description=title, markdown=f"""# {title}

@@ -19,15 +19,16 @@ from prefect.cache_policies import NONE
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows import tasks
-from flows.parameters import DatasetName, TrainRequest, TuneRequest, resolve_data_revision
-from gen_platform import stages
+from flows.parameters import DatasetName, FamilyName, TrainRequest, TuneRequest, resolve_data_revision
+from gen_platform.workspace import Workspace
 from gen_platform.config import PipelineParams, deep_merge, params_for, parse_override
+from gen_platform.models import FAMILIES
 
 ROOT = "."  # deployments run in the repository root (the serve process's working directory)
 
 
 @task(name="check out data revision", cache_policy=NONE, retries=2, retry_delay_seconds=5)
-def checkout_data(workspace: stages.Workspace, revision: str) -> str:
+def checkout_data(workspace: Workspace, revision: str) -> str:
     """data/raw as recorded in data.dvc at `revision` (from the DVC cache or remote)."""
     md5 = resolve_data_revision(workspace.root, revision)
     subprocess.run(["git", "checkout", revision, "--", "data.dvc"], cwd=workspace.root, check=True)
@@ -37,7 +38,7 @@ def checkout_data(workspace: stages.Workspace, revision: str) -> str:
     return md5
 
 
-def _train_pipeline(params: PipelineParams, workspace: stages.Workspace, title: str) -> dict[str, Any]:
+def _train_pipeline(params: PipelineParams, workspace: Workspace, title: str) -> dict[str, Any]:
     tasks.prepare(params, workspace)
     tasks.validate(params, workspace)
     tasks.features(params, workspace)
@@ -52,14 +53,14 @@ def _train_pipeline(params: PipelineParams, workspace: stages.Workspace, title: 
 @flow(name="train", flow_run_name="train {request.family}-{request.dataset}", log_prints=True)
 def train_flow(request: TrainRequest = TrainRequest(), root: str = ROOT) -> dict[str, Any]:
     """prepare → validate → features → train → evaluate → register, then a report artifact."""
-    workspace = stages.Workspace.at(root)
+    workspace = Workspace.at(root)
     params = request.params(workspace.root)  # a bad parameter fails here, before any work
     if request.data_revision:
         checkout_data(workspace, request.data_revision)
     return _train_pipeline(params, workspace, f"train {params.registered_model_name}")
 
 
-def _tune_pipeline(params: PipelineParams, workspace: stages.Workspace) -> dict[str, Any]:
+def _tune_pipeline(params: PipelineParams, workspace: Workspace) -> dict[str, Any]:
     tasks.prepare(params, workspace)
     tasks.validate(params, workspace)
     tasks.features(params, workspace)
@@ -71,7 +72,7 @@ def _tune_pipeline(params: PipelineParams, workspace: stages.Workspace) -> dict[
 
 @flow(name="tune", flow_run_name="tune {request.family}-{request.dataset} ({request.trials} trials)", log_prints=True)
 def tune_flow(request: TuneRequest = TuneRequest(), root: str = ROOT) -> dict[str, Any]:
-    workspace = stages.Workspace.at(root)
+    workspace = Workspace.at(root)
     params = params_for(workspace.root / "params.yaml", request.family, request.dataset,
                         {"tune": {"trials": request.trials, "max_epochs": request.epochs}})
     return _tune_pipeline(params, workspace)
@@ -80,7 +81,7 @@ def tune_flow(request: TuneRequest = TuneRequest(), root: str = ROOT) -> dict[st
 class RetrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    family: Literal["vae", "gan"] = "vae"
+    family: FamilyName = "vae"
     dataset: DatasetName = "digits"
     mode: Literal["train", "tune"] = Field("train", description="retrain once, or run a search")
     trials: int = Field(8, ge=1, le=256, description="trials when mode is tune")
@@ -94,7 +95,7 @@ def retrain_flow(request: RetrainRequest = RetrainRequest(), root: str = ROOT) -
     from gen_platform.tracking.lineage import data_version
     from gen_platform.tracking.store import tracking_uri
 
-    workspace = stages.Workspace.at(root)
+    workspace = Workspace.at(root)
     params = params_for(workspace.root / "params.yaml", request.family, request.dataset,
                         {"tune": {"trials": request.trials}})
     current = data_version(workspace.root)
@@ -120,7 +121,7 @@ def retrain_flow(request: RetrainRequest = RetrainRequest(), root: str = ROOT) -
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the train flow once, without a Prefect server.")
     parser.add_argument("--set", "-s", action="append", default=[], help="override, e.g. model.beta=4")
-    parser.add_argument("--family", default="vae", choices=["vae", "gan"])
+    parser.add_argument("--family", default="vae", choices=sorted(FAMILIES))
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--root", default=ROOT)
     args = parser.parse_args()

@@ -11,6 +11,8 @@ import typer
 from gen_platform import stages
 from gen_platform.config import PipelineParams, deep_merge, load_params, params_for, parse_override
 from gen_platform.errors import GenPlatformError
+from gen_platform.models import FAMILIES
+from gen_platform.workspace import Workspace
 
 app = typer.Typer(help="gen_platform: train generative image models reproducibly.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -18,7 +20,7 @@ data_app = typer.Typer(help="Bring datasets into data/raw (tracked by data.dvc).
 app.add_typer(data_app, name="data")
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="pipeline parameters file")]
-SetOption = Annotated[list[str], typer.Option("--set", "-s", help="override a parameter, e.g. -s model.beta=4")]
+SetOption = Annotated[list[str], typer.Option("--set", "-s", help="override a parameter, e.g. -s model.vae.beta=4")]
 RootOption = Annotated[Path, typer.Option("--root", help="repository root (workspace)")]
 
 
@@ -37,7 +39,7 @@ def _stage(function: Callable, name: str, help_text: str) -> None:
     @app.command(name=name, help=help_text)
     def command(params: ParamsOption = Path("params.yaml"), set_: SetOption = [],  # noqa: B006 (typer default)
                 root: RootOption = Path(".")) -> None:
-        function(_params(params, set_), stages.Workspace.at(root))
+        function(_params(params, set_), Workspace.at(root))
 
 
 _stage(stages.prepare, "prepare", "Split data/raw/<dataset>.npz into data/prepared/{train,val,test}.npz.")
@@ -49,7 +51,7 @@ _stage(stages.register, "register", "Register the model; move the champion alias
 
 
 @app.command(help="Search hyperparameters with Ray Tune (ASHA) and register the best model.")
-def tune(family: Annotated[str | None, typer.Option(help="vae or gan (default: params.yaml's)")] = None,
+def tune(family: Annotated[str | None, typer.Option(help=f"one of {sorted(FAMILIES)} (default: params.yaml's)")] = None,
          trials: Annotated[int | None, typer.Option(min=1, help="number of trials")] = None,
          epochs: Annotated[int | None, typer.Option(min=1, help="epochs of a full trial")] = None,
          optuna: Annotated[bool | None, typer.Option(help="Optuna search instead of random")] = None,
@@ -59,12 +61,12 @@ def tune(family: Annotated[str | None, typer.Option(help="vae or gan (default: p
     merged = deep_merge(_overrides(set_), {"tune": {k: v for k, v in options.items() if v is not None}})
     base = load_params(params)
     base = params_for(params, family or base.model.family, base.data.dataset, merged)
-    stages.tune(base, stages.Workspace.at(root))
+    stages.tune(base, Workspace.at(root))
 
 
 @data_app.command("import", help="Write a built-in dataset (digits) to data/raw/<name>.npz.")
 def data_import(name: str, root: RootOption = Path(".")) -> None:
-    path = stages.import_dataset(name, stages.Workspace.at(root))
+    path = stages.import_dataset(name, Workspace.at(root))
     typer.echo(f"wrote {path}; track this version with `dvc add data/raw` (or `dvc commit data.dvc`)")
 
 
@@ -76,7 +78,7 @@ def data_import_folder(folder: Path, name: Annotated[str, typer.Option(help="dat
     from gen_platform.data.sources import image_folder
 
     arrays = image_folder(folder, grayscale=not rgb)
-    path = write_npz(stages.Workspace.at(root).raw(name), arrays)
+    path = write_npz(Workspace.at(root).raw(name), arrays)
     typer.echo(f"wrote {path}: {len(arrays)} images of shape {arrays.images.shape[1:]}")
 
 

@@ -7,45 +7,38 @@ distribution metric (FD, KID, precision/recall/density/coverage) uses this class
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gen_platform.checkpoint import load_checkpoint, save_checkpoint
 from gen_platform.data.arrays import ImageArrays, to_tensor
-from gen_platform.models.shapes import channel_widths
+from gen_platform.errors import GenPlatformError
+from gen_platform.nets import bottom_size, channel_widths, down_stack
 
-FAMILY = "classifier"
+KIND = "classifier"  # what its checkpoint says it is
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierArchitecture:
     image_size: int
     channels: int
     num_classes: int
     feature_dim: int = 128
     hidden_channels: int = 32
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 class DomainClassifier(nn.Module):
-    def __init__(self, config: ClassifierConfig):
+    def __init__(self, architecture: ClassifierArchitecture):
         super().__init__()
-        self.config = config
-        layers: list[nn.Module] = []
-        in_channels = config.channels
-        widths = channel_widths(config.image_size, config.hidden_channels)
-        for width in widths:
-            layers += [nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-                       nn.Conv2d(width, width, 4, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
-            in_channels = width
-        bottom = config.image_size >> len(widths)
-        self.trunk = nn.Sequential(*layers, nn.Flatten(), nn.Linear(widths[-1] * bottom * bottom, config.feature_dim),
-                                   nn.ReLU())
-        self.head = nn.Linear(config.feature_dim, config.num_classes)
+        self.architecture = architecture
+        widths = channel_widths(architecture.image_size, architecture.hidden_channels)
+        bottom = bottom_size(architecture.image_size)
+        self.trunk = nn.Sequential(down_stack(architecture.channels, widths, nn.ReLU, refine=True), nn.Flatten(),
+                                   nn.Linear(widths[-1] * bottom * bottom, architecture.feature_dim), nn.ReLU())
+        self.head = nn.Linear(architecture.feature_dim, architecture.num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate activations for images in [0, 1]."""
@@ -64,10 +57,10 @@ def accuracy(model: DomainClassifier, arrays: ImageArrays, batch_size: int = 512
     return correct / max(len(images), 1)
 
 
-def train_classifier(train: ImageArrays, config: ClassifierConfig, epochs: int, batch_size: int,
+def train_classifier(train: ImageArrays, architecture: ClassifierArchitecture, epochs: int, batch_size: int,
                      learning_rate: float, seed: int) -> DomainClassifier:
     torch.manual_seed(seed)
-    model = DomainClassifier(config)
+    model = DomainClassifier(architecture)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     images, labels = to_tensor(train.images), torch.from_numpy(train.labels)
     generator = torch.Generator().manual_seed(seed)
@@ -84,11 +77,31 @@ def train_classifier(train: ImageArrays, config: ClassifierConfig, epochs: int, 
     return model.eval()
 
 
-def load_classifier(saved: dict[str, Any]) -> DomainClassifier:
-    """From `{"state": state_dict, "config": {...}}` (what the features stage saves)."""
-    model = DomainClassifier(ClassifierConfig(**saved["config"]))
-    model.load_state_dict(saved["state"])
-    return model.eval()
+@dataclass(frozen=True)
+class SavedClassifier:
+    """A trained classifier as plain data (architecture and weights): cheap to ship to Ray workers."""
+
+    architecture: ClassifierArchitecture
+    state: dict[str, torch.Tensor]
+
+    @classmethod
+    def of(cls, model: DomainClassifier) -> SavedClassifier:
+        return cls(model.architecture, model.state_dict())
+
+    def load(self) -> DomainClassifier:
+        model = DomainClassifier(self.architecture)
+        model.load_state_dict(self.state)
+        return model.eval()
+
+    def save(self, directory: Path) -> Path:
+        return save_checkpoint(directory, {"model": self.state}, asdict(self.architecture), family=KIND)
+
+    @classmethod
+    def read(cls, directory: Path) -> SavedClassifier:
+        if not directory.exists():
+            raise GenPlatformError(f"{directory}: not found; run `genp features` first")
+        state, meta = load_checkpoint(directory)
+        return cls(ClassifierArchitecture(**meta["config"]), state["model"])
 
 
 class FeatureModule(nn.Module):
@@ -97,7 +110,7 @@ class FeatureModule(nn.Module):
     def __init__(self, classifier: DomainClassifier):
         super().__init__()
         self.classifier = classifier.eval()
-        self.num_features = classifier.config.feature_dim
+        self.num_features = classifier.architecture.feature_dim
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

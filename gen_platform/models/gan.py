@@ -1,4 +1,5 @@
-"""DCGAN-class generator and discriminator whose depth follows the image size, and how they train.
+"""The DCGAN family: settings, architecture, generator and discriminator whose depth follows the image size,
+and how they train.
 
 `d_steps_per_g_step` discriminator updates (each on a fresh real batch) precede every generator update.
 Losses: non-saturating, hinge, WGAN-GP. Optional spectral norm on the discriminator, separate learning rates,
@@ -7,25 +8,39 @@ and an EMA of the generator that, when enabled, is the model that samples.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader
 
-from gen_platform.config import DataParams, GANParams
-from gen_platform.evaluation.elbo import all_reduce
-from gen_platform.models.shapes import channel_widths
+from gen_platform.distributed import all_reduce
+from gen_platform.evaluation.distribution import frechet_distance
+from gen_platform.models.family import Family
+from gen_platform.nets import bottom_size, channel_widths, down_stack, up_stack
+from gen_platform.settings import DataParams, Section
 
-SELECTION_METRIC = "val_fd"  # Fréchet distance in the domain feature space; lower is better
+
+class GANParams(Section):
+    """`model.gan` in params.yaml."""
+
+    latent_dim: int = Field(32, ge=1, le=1024)
+    hidden_channels: int = Field(32, ge=4, le=512)
+    d_steps_per_g_step: int = Field(1, ge=1, le=20, description="discriminator updates per generator update")
+    loss: Literal["non_saturating", "hinge", "wgan_gp"] = "non_saturating"
+    gradient_penalty: float = Field(10.0, ge=0, description="weight of the wgan_gp penalty")
+    spectral_norm: bool = False
+    g_learning_rate: float = Field(2e-4, gt=0, le=1)
+    d_learning_rate: float = Field(2e-4, gt=0, le=1)
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="EMA of the generator's weights; 0 disables")
 
 
 @dataclass(frozen=True)
-class GANConfig:
+class GANArchitecture:
     image_size: int
     channels: int
     latent_dim: int
@@ -33,31 +48,22 @@ class GANConfig:
     spectral_norm: bool = False
     ema: bool = False
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-
-Config = GANConfig
-
-
-def config_from_params(data: DataParams, model: GANParams) -> GANConfig:
-    channel_widths(data.image_size, model.hidden_channels)
-    return GANConfig(data.image_size, data.channels, model.latent_dim, model.hidden_channels,
-                     model.spectral_norm, model.ema_decay > 0)
+def architecture_from(data: DataParams, settings: GANParams) -> GANArchitecture:
+    channel_widths(data.image_size, settings.hidden_channels)
+    return GANArchitecture(data.image_size, data.channels, settings.latent_dim, settings.hidden_channels,
+                           settings.spectral_norm, settings.ema_decay > 0)
 
 
 class Generator(nn.Module):
-    def __init__(self, config: GANConfig):
+    def __init__(self, architecture: GANArchitecture):
         super().__init__()
-        widths = channel_widths(config.image_size, config.hidden_channels)[::-1]
-        bottom = config.image_size >> len(widths)
+        widths = channel_widths(architecture.image_size, architecture.hidden_channels)[::-1]
+        bottom = bottom_size(architecture.image_size)
         self.bottom_shape = (widths[0], bottom, bottom)
-        self.project = nn.Sequential(nn.Linear(config.latent_dim, widths[0] * bottom * bottom))
-        layers: list[nn.Module] = [nn.BatchNorm2d(widths[0]), nn.ReLU()]
-        for width, next_width in zip(widths, widths[1:] + [config.channels]):
-            layers.append(nn.ConvTranspose2d(width, next_width, 4, stride=2, padding=1))
-            layers += [nn.BatchNorm2d(next_width), nn.ReLU()] if next_width != config.channels else [nn.Tanh()]
-        self.body = nn.Sequential(*layers)
+        self.project = nn.Linear(architecture.latent_dim, widths[0] * bottom * bottom)
+        self.body = nn.Sequential(nn.BatchNorm2d(widths[0]), nn.ReLU(),
+                                  up_stack(widths, architecture.channels, nn.ReLU), nn.Tanh())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1]."""
@@ -65,17 +71,14 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, config: GANConfig):
+    def __init__(self, architecture: GANArchitecture):
         super().__init__()
-        norm = spectral_norm if config.spectral_norm else (lambda layer: layer)
-        layers: list[nn.Module] = []
-        in_channels = config.channels
-        widths = channel_widths(config.image_size, config.hidden_channels)
-        for width in widths:
-            layers += [norm(nn.Conv2d(in_channels, width, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
-            in_channels = width
-        bottom = config.image_size >> len(widths)
-        self.body = nn.Sequential(*layers, nn.Flatten(), norm(nn.Linear(widths[-1] * bottom * bottom, 1)))
+        norm = spectral_norm if architecture.spectral_norm else (lambda layer: layer)
+        widths = channel_widths(architecture.image_size, architecture.hidden_channels)
+        bottom = bottom_size(architecture.image_size)
+        self.body = nn.Sequential(
+            down_stack(architecture.channels, widths, lambda: nn.LeakyReLU(0.2), batch_norm=False, wrap=norm),
+            nn.Flatten(), norm(nn.Linear(widths[-1] * bottom * bottom, 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """One logit (critic value) per image in [-1, 1]."""
@@ -83,13 +86,13 @@ class Discriminator(nn.Module):
 
 
 class GAN(nn.Module):
-    def __init__(self, config: GANConfig):
+    def __init__(self, architecture: GANArchitecture):
         super().__init__()
-        self.config = config
-        self.generator = Generator(config)
-        self.discriminator = Discriminator(config)
+        self.architecture = architecture
+        self.generator = Generator(architecture)
+        self.discriminator = Discriminator(architecture)
         # Saved with the model so a checkpoint restores the average exactly.
-        self.ema = AveragedModel(self.generator, use_buffers=True) if config.ema else None
+        self.ema = AveragedModel(self.generator, use_buffers=True) if architecture.ema else None
 
     @property
     def sampler(self) -> nn.Module:
@@ -100,16 +103,12 @@ class GAN(nn.Module):
                noise: torch.Tensor | None = None) -> torch.Tensor:
         """n images in [0, 1], N×C×H×W (from fixed `noise` when given)."""
         device = next(self.parameters()).device
-        z = noise if noise is not None else torch.randn(n, self.config.latent_dim, generator=generator)
+        z = noise if noise is not None else torch.randn(n, self.architecture.latent_dim, generator=generator)
         was_training = self.sampler.training
         self.sampler.eval()
         images = (self.sampler(z.to(device)) + 1) / 2
         self.sampler.train(was_training)
         return images
-
-
-def build(config: GANConfig) -> GAN:
-    return GAN(config)
 
 
 def discriminator_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -127,45 +126,47 @@ def generator_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
 class Recipe:
     """Alternating updates of D (k per G step) and G, each network data-parallel through `wrap`."""
 
-    PROGRESS = ("train_d_loss", "train_g_loss", "val_fd")  # shown to the user each epoch
+    progress = ("train_d_loss", "train_g_loss", "val_fd")
 
-    def __init__(self, model: GAN, hyper: GANParams, wrap: Callable[[nn.Module], nn.Module], device: torch.device):
-        self.model, self.hyper, self.device = model, hyper, device
-        self.generator = wrap(model.generator)
-        self.discriminator = wrap(model.discriminator)
-        betas = (0.0, 0.9) if hyper.loss == "wgan_gp" else (0.5, 0.999)
-        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=hyper.g_learning_rate, betas=betas)
-        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=hyper.d_learning_rate, betas=betas)
+    def __init__(self, model: GAN, settings: GANParams, wrap: Callable[[nn.Module], nn.Module], device: torch.device):
+        self.model, self.settings, self.device = model, settings, device
+        self.parallel_generator = wrap(model.generator)
+        self.parallel_discriminator = wrap(model.discriminator)
+        betas = (0.0, 0.9) if settings.loss == "wgan_gp" else (0.5, 0.999)
+        self.g_optimizer = torch.optim.Adam(self.parallel_generator.parameters(), lr=settings.g_learning_rate, betas=betas)
+        self.d_optimizer = torch.optim.Adam(self.parallel_discriminator.parameters(), lr=settings.d_learning_rate,
+                                            betas=betas)
         if model.ema is not None:
-            model.ema.multi_avg_fn = get_ema_multi_avg_fn(hyper.ema_decay)
-        self.fixed_noise = torch.randn(64, model.config.latent_dim, generator=torch.Generator().manual_seed(1234))
+            model.ema.multi_avg_fn = get_ema_multi_avg_fn(settings.ema_decay)
+        latent_dim = model.architecture.latent_dim
+        self.fixed_noise = torch.randn(64, latent_dim, generator=torch.Generator().manual_seed(1234))
 
     def _noise(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.model.config.latent_dim, device=self.device)
+        return torch.randn(n, self.model.architecture.latent_dim, device=self.device)
 
     def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
         fake = fake.detach()
-        if self.hyper.loss == "wgan_gp":
+        if self.settings.loss == "wgan_gp":
             mix = torch.rand(len(real), 1, 1, 1, device=self.device)
             between = (mix * real + (1 - mix) * fake).requires_grad_(True)
             # One forward over real, fake and interpolates: DDP expects one forward per backward.
-            real_out, fake_out, between_out = self.discriminator(torch.cat([real, fake, between])).split(len(real))
+            real_out, fake_out, between_out = self.parallel_discriminator(torch.cat([real, fake, between])).split(len(real))
             (grad,) = torch.autograd.grad(between_out.sum(), between, create_graph=True)
             penalty = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
-            loss = discriminator_loss("wgan_gp", real_out, fake_out) + self.hyper.gradient_penalty * penalty
+            loss = discriminator_loss("wgan_gp", real_out, fake_out) + self.settings.gradient_penalty * penalty
         else:
-            real_out, fake_out = self.discriminator(torch.cat([real, fake])).split(len(real))
-            loss = discriminator_loss(self.hyper.loss, real_out, fake_out)
+            real_out, fake_out = self.parallel_discriminator(torch.cat([real, fake])).split(len(real))
+            loss = discriminator_loss(self.settings.loss, real_out, fake_out)
         self.d_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.d_optimizer.step()
         return loss.item()
 
     def _generator_step(self, fake: torch.Tensor) -> float:
-        no_sync = getattr(self.discriminator, "no_sync", None)
+        no_sync = getattr(self.parallel_discriminator, "no_sync", None)
         # D's gradients from the G step are discarded, so they need no all-reduce.
         with no_sync() if no_sync else torch.enable_grad():
-            loss = generator_loss(self.hyper.loss, self.discriminator(fake))
+            loss = generator_loss(self.settings.loss, self.parallel_discriminator(fake))
         self.g_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.g_optimizer.step()
@@ -173,17 +174,17 @@ class Recipe:
             self.model.ema.update_parameters(self.model.generator)
         return loss.item()
 
-    def train_epoch(self, loader: DataLoader) -> dict[str, float]:
-        self.generator.train()
-        self.discriminator.train()
+    def train_epoch(self, batches: Iterable[torch.Tensor]) -> dict[str, float]:
+        self.parallel_generator.train()
+        self.parallel_discriminator.train()
         totals = torch.zeros(5, dtype=torch.float64)  # d loss sum, d steps, g loss sum, g steps, images
-        for step, (batch,) in enumerate(loader, start=1):
+        for step, batch in enumerate(batches, start=1):
             real = batch.to(self.device, non_blocking=True) * 2 - 1
             # The G step reuses the fakes of the D step just before it (one generator forward per batch).
-            fake = self.generator(self._noise(len(real)))
+            fake = self.parallel_generator(self._noise(len(real)))
             totals[0] += self._discriminator_step(real, fake)
             totals[1] += 1
-            if step % self.hyper.d_steps_per_g_step == 0:
+            if step % self.settings.d_steps_per_g_step == 0:
                 totals[2] += self._generator_step(fake)
                 totals[3] += 1
             totals[4] += len(real)
@@ -196,8 +197,6 @@ class Recipe:
         """Fréchet distance of as many samples as validation images (every worker computes the same)."""
         if features is None:
             return {}
-        from gen_platform.evaluation.distribution import frechet_distance
-
         samples = self.model.sample(len(images), torch.Generator().manual_seed(seed))
         return {"fd": frechet_distance(images, samples, features, batch_size)}
 
@@ -205,11 +204,23 @@ class Recipe:
         """The fixed-noise grid of this epoch (uint8), kept in the checkpoint to show progress across epochs."""
         return (self.model.sample(len(self.fixed_noise), noise=self.fixed_noise) * 255).round().to(torch.uint8).cpu()
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "g_optimizer": self.g_optimizer.state_dict(),
                 "d_optimizer": self.d_optimizer.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.g_optimizer.load_state_dict(state["g_optimizer"])
         self.d_optimizer.load_state_dict(state["d_optimizer"])
+
+
+def search_space() -> dict[str, Any]:
+    from ray import tune
+
+    return {"d_steps_per_g_step": tune.choice([1, 2, 3, 5]), "g_learning_rate": tune.loguniform(5e-5, 5e-4),
+            "d_learning_rate": tune.loguniform(5e-5, 5e-4), "loss": tune.choice(["non_saturating", "hinge", "wgan_gp"])}
+
+
+# FD in the domain feature space; GAN metrics are noisy early, so ASHA judges them after two epochs.
+FAMILY = Family(name="gan", settings=GANParams, architecture=GANArchitecture, architecture_from=architecture_from,
+                build=GAN, recipe=Recipe, selection_metric="val_fd", search_space=search_space, grace_epochs=2)

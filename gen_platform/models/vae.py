@@ -1,4 +1,4 @@
-"""Convolutional β-VAE whose depth follows the image size, and how it trains (`Recipe`).
+"""The β-VAE family: settings, architecture, network, likelihood scores and training recipe in one place.
 
 Pixels are modelled as Bernoulli probabilities (inputs scaled to [0, 1]), so the reconstruction term is a
 binary cross-entropy in nats and `recon + kl` is the negative ELBO at β=1: a β-independent score.
@@ -6,61 +6,55 @@ binary cross-entropy in nats and `recon + kl` is the negative ELBO at β=1: a β
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
 
-from gen_platform.config import DataParams, VAEParams
-from gen_platform.evaluation.elbo import all_reduce, neg_elbo
-from gen_platform.models.shapes import channel_widths
+from gen_platform.distributed import all_reduce
+from gen_platform.evaluation.images import image_grid, interpolation_grid
+from gen_platform.models.family import Family, FamilyScores
+from gen_platform.nets import bottom_size, channel_widths, down_stack, up_stack
+from gen_platform.settings import DataParams, EvaluateParams, Section
 
-SELECTION_METRIC = "val_neg_elbo"  # lower is better; independent of β
+
+class VAEParams(Section):
+    """`model.vae` in params.yaml."""
+
+    latent_dim: int = Field(16, ge=1, le=1024)
+    hidden_channels: int = Field(32, ge=4, le=512)
+    beta: float = Field(1.0, gt=0, le=1000, description="KL weight of the beta-VAE")
+    learning_rate: float = Field(2e-3, gt=0, le=1)
 
 
 @dataclass(frozen=True)
-class VAEConfig:
+class VAEArchitecture:
     image_size: int
     channels: int
     latent_dim: int
     hidden_channels: int
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-
-Config = VAEConfig  # the name every family module exposes, used to rebuild a model from its saved config
-
-
-def config_from_params(data: DataParams, model: VAEParams) -> VAEConfig:
-    channel_widths(data.image_size, model.hidden_channels)
-    return VAEConfig(data.image_size, data.channels, model.latent_dim, model.hidden_channels)
+def architecture_from(data: DataParams, settings: VAEParams) -> VAEArchitecture:
+    channel_widths(data.image_size, settings.hidden_channels)
+    return VAEArchitecture(data.image_size, data.channels, settings.latent_dim, settings.hidden_channels)
 
 
 class ConvVAE(nn.Module):
-    def __init__(self, config: VAEConfig):
+    def __init__(self, architecture: VAEArchitecture):
         super().__init__()
-        self.config = config
-        widths = channel_widths(config.image_size, config.hidden_channels)
-        encoder, in_channels = [], config.channels
-        for width in widths:
-            encoder += [nn.Conv2d(in_channels, width, 4, stride=2, padding=1), nn.BatchNorm2d(width), nn.LeakyReLU(0.2)]
-            in_channels = width
-        self.encoder = nn.Sequential(*encoder, nn.Flatten())
-        bottom = config.image_size >> len(widths)
+        self.architecture = architecture
+        widths = channel_widths(architecture.image_size, architecture.hidden_channels)
+        bottom = bottom_size(architecture.image_size)
         self.bottom_shape = (widths[-1], bottom, bottom)
         flat = widths[-1] * bottom * bottom
-        self.to_stats = nn.Linear(flat, 2 * config.latent_dim)
-        self.from_latent = nn.Linear(config.latent_dim, flat)
-        decoder = []
-        for width, next_width in zip(widths[::-1], widths[::-1][1:] + [config.channels]):
-            decoder.append(nn.ConvTranspose2d(width, next_width, 4, stride=2, padding=1))
-            if next_width != config.channels:
-                decoder += [nn.BatchNorm2d(next_width), nn.LeakyReLU(0.2)]
-        self.decoder = nn.Sequential(*decoder)
+        self.encoder = nn.Sequential(down_stack(architecture.channels, widths, lambda: nn.LeakyReLU(0.2)), nn.Flatten())
+        self.to_stats = nn.Linear(flat, 2 * architecture.latent_dim)
+        self.from_latent = nn.Linear(architecture.latent_dim, flat)
+        self.decoder = up_stack(widths[::-1], architecture.channels, lambda: nn.LeakyReLU(0.2))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_var = self.to_stats(self.encoder(x)).chunk(2, dim=1)
@@ -83,16 +77,12 @@ class ConvVAE(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images in [0, 1], N×C×H×W."""
         device = next(self.parameters()).device
-        z = torch.randn(n, self.config.latent_dim, generator=generator).to(device)
+        z = torch.randn(n, self.architecture.latent_dim, generator=generator).to(device)
         return torch.sigmoid(self.decode(z))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decode(self.encode(x)[0]))
-
-
-def build(config: VAEConfig) -> ConvVAE:
-    return ConvVAE(config)
 
 
 def loss_terms(outputs: dict[str, torch.Tensor], beta: float) -> dict[str, torch.Tensor]:
@@ -101,40 +91,118 @@ def loss_terms(outputs: dict[str, torch.Tensor], beta: float) -> dict[str, torch
     return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "neg_elbo": recon + kl}
 
 
+@torch.no_grad()
+def neg_elbo(model: ConvVAE, images: torch.Tensor, batch_size: int, device: torch.device | str = "cpu",
+             rank: int = 0, world_size: int = 1, seed: int = 0) -> dict[str, float]:
+    """Mean reconstruction, KL and their sum over `images` (this worker's strided slice, summed over workers).
+
+    The latent noise is seeded, so the same model on the same images always gets the same score.
+    """
+    model.eval()
+    rng_state = torch.random.get_rng_state()
+    torch.manual_seed(seed + rank)
+    totals = torch.zeros(3, dtype=torch.float64)
+    for start in range(rank * batch_size, len(images), world_size * batch_size):
+        outputs = model(images[start:start + batch_size].to(device))
+        totals += torch.tensor([outputs["recon"].sum().item(), outputs["kl"].sum().item(), len(outputs["kl"])],
+                               dtype=torch.float64)
+    torch.random.set_rng_state(rng_state)
+    recon, kl, count = all_reduce(totals).tolist()
+    count = max(count, 1.0)
+    return {"recon": recon / count, "kl": kl / count, "neg_elbo": (recon + kl) / count}
+
+
+@torch.no_grad()
+def importance_weighted_log_likelihoods(model: ConvVAE, images: torch.Tensor, samples: int, batch_size: int = 64,
+                                        seed: int = 0) -> torch.Tensor:
+    """log p(x) per image in nats, estimated with `samples` draws from the encoder (Burda et al. 2016).
+
+    log p(x) ≈ logsumexp_k[log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log k; a tighter bound than the ELBO.
+    """
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    normal = torch.distributions.Normal(0.0, 1.0)
+    per_image = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size]
+        mean, log_var = model.encode(x)
+        std = (0.5 * log_var).exp()
+        eps = torch.randn((samples, *mean.shape), generator=generator)
+        z = mean + std * eps                                               # k × B × D
+        logits = model.decode(z.flatten(0, 1)).view(samples, *x.shape)
+        log_px_z = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").flatten(2).sum(2)
+        log_weights = log_px_z + normal.log_prob(z).sum(2) - torch.distributions.Normal(mean, std).log_prob(z).sum(2)
+        per_image.append(torch.logsumexp(log_weights, dim=0) - torch.log(torch.tensor(float(samples))))
+    return torch.cat(per_image) if per_image else torch.zeros(0)
+
+
+def importance_weighted_nll(model: ConvVAE, images: torch.Tensor, samples: int, batch_size: int = 64,
+                            seed: int = 0) -> float:
+    """-log p(x) in nats per image (mean of `importance_weighted_log_likelihoods`)."""
+    log_px = importance_weighted_log_likelihoods(model, images, samples, batch_size, seed)
+    return -log_px.mean().item() if len(log_px) else 0.0
+
+
 class Recipe:
     """One Adam optimizer on the β-weighted loss; `wrap` makes the model data-parallel (or not)."""
 
-    TERMS = ("loss", "recon", "kl", "neg_elbo")
-    PROGRESS = ("train_loss", "train_kl", "val_neg_elbo")  # shown to the user each epoch
+    terms = ("loss", "recon", "kl", "neg_elbo")
+    progress = ("train_loss", "train_kl", "val_neg_elbo")
 
-    def __init__(self, model: ConvVAE, hyper: VAEParams, wrap: Callable[[nn.Module], nn.Module],
+    def __init__(self, model: ConvVAE, settings: VAEParams, wrap: Callable[[nn.Module], nn.Module],
                  device: torch.device):
-        self.model, self.beta, self.device = model, hyper.beta, device
-        self.trainable = wrap(model)
-        self.optimizer = torch.optim.Adam(self.trainable.parameters(), lr=hyper.learning_rate)
+        self.model, self.settings, self.device = model, settings, device
+        self.parallel_model = wrap(model)
+        self.optimizer = torch.optim.Adam(self.parallel_model.parameters(), lr=settings.learning_rate)
 
-    def train_epoch(self, loader: DataLoader) -> dict[str, float]:
-        """One pass over this worker's shard; means over all workers' images."""
-        self.trainable.train()
-        totals = torch.zeros(len(self.TERMS) + 1, dtype=torch.float64)
-        for (batch,) in loader:
+    def train_epoch(self, batches: Iterable[torch.Tensor]) -> dict[str, float]:
+        self.parallel_model.train()
+        totals = torch.zeros(len(self.terms) + 1, dtype=torch.float64)
+        for batch in batches:
             batch = batch.to(self.device, non_blocking=True)
-            terms = loss_terms(self.trainable(batch), self.beta)
+            terms = loss_terms(self.parallel_model(batch), self.settings.beta)
             self.optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             self.optimizer.step()
-            totals += torch.tensor([terms[t].item() * len(batch) for t in self.TERMS] + [len(batch)],
+            totals += torch.tensor([terms[t].item() * len(batch) for t in self.terms] + [len(batch)],
                                    dtype=torch.float64)
         totals = all_reduce(totals)
-        return {name: (totals[i] / totals[-1]).item() for i, name in enumerate(self.TERMS)} | {"images": int(totals[-1])}
+        return {name: (totals[i] / totals[-1]).item() for i, name in enumerate(self.terms)} | {"images": int(totals[-1])}
 
     def validate(self, images: torch.Tensor, batch_size: int, rank: int, world_size: int, seed: int,
                  features: nn.Module | None = None) -> dict[str, float]:
         return neg_elbo(self.model, images, batch_size, self.device, rank, world_size, seed)
 
-    def state_dict(self) -> dict:
+    def snapshot(self) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+def score(model: ConvVAE, val: torch.Tensor, test: torch.Tensor, settings: EvaluateParams) -> FamilyScores:
+    """The ELBO at β=1 (val and test), the importance-weighted `nll`, reconstructions and interpolations."""
+    scores = {f"{split}_neg_elbo": neg_elbo(model, images, settings.batch_size, seed=settings.seed)["neg_elbo"]
+              for split, images in (("val", val), ("test", test))}
+    scores["nll"] = importance_weighted_nll(model, test[:settings.metric_samples], settings.nll_importance_samples,
+                                            seed=settings.seed)
+    originals = test[:32]
+    pictures = {"reconstructions": image_grid(torch.cat([originals, model.reconstruct(originals)]), columns=8),
+                "interpolations": interpolation_grid(model, test[:16])}
+    return FamilyScores(scores, pictures)
+
+
+def search_space() -> dict[str, Any]:
+    from ray import tune
+
+    return {"beta": tune.loguniform(0.1, 10.0), "learning_rate": tune.loguniform(3e-4, 3e-3),
+            "latent_dim": tune.choice([8, 16, 32])}
+
+
+FAMILY = Family(name="vae", settings=VAEParams, architecture=VAEArchitecture, architecture_from=architecture_from,
+                build=ConvVAE, recipe=Recipe, selection_metric="val_neg_elbo", search_space=search_space,
+                grace_epochs=1, score=score)

@@ -1,4 +1,4 @@
-"""Lineage tags: which data version and which code produced a run."""
+"""Lineage: which data version and which code produced a run, as the tags every run carries."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
+
+from gen_platform.config import PipelineParams
 
 
 def data_version(root: Path, dvc_file: str = "data.dvc") -> str:
@@ -25,3 +27,17 @@ def git_commit(root: Path) -> str:
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                            capture_output=True, text=True).stdout.strip()
     return commit.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def lineage_tags(root: Path, params: PipelineParams) -> dict[str, str]:
+    """Tags of every run that trains (a training, a search and each of its trials). Runs exist only after
+    the validation gate passed, so `validation` is always `passed`."""
+    return {"data_version": data_version(root), "git_commit": git_commit(root), "validation": "passed",
+            "dataset": params.data.dataset, "family": params.model.family}
+
+
+def logged_params(params: PipelineParams) -> dict[str, object]:
+    """The MLflow params of a training: data, split and train sections, and the chosen family's settings."""
+    sections = {f"{section}.{key}": value for section in ("data", "split", "train")
+                for key, value in getattr(params, section).model_dump().items()}
+    return sections | params.model.logged()

@@ -7,14 +7,13 @@ from gen_platform.config import PipelineParams
 
 def model_card(params: PipelineParams, scores: dict[str, float], data_version: str, run_id: str,
                sample_grid: str) -> str:
-    model = params.model.model_dump()
     rows = "\n".join(f"| `{name}` | {value:.5g} |" for name, value in sorted(scores.items()))
-    settings = "\n".join(f"| `model.{k}` | `{v}` |" for k, v in model.items()) + "\n" + "\n".join(
+    settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in params.model.logged().items()) + "\n" + "\n".join(
         f"| `train.{k}` | `{v}` |" for k, v in params.train.model_dump().items()
         if k in {"epochs", "batch_size", "num_workers", "seed"})
     return f"""# {params.registered_model_name}
 
-A {model['family'].upper()} trained by gen_platform on `{params.data.dataset}`
+A {params.model.family.upper()} trained by gen_platform on `{params.data.dataset}`
 ({params.data.image_size}×{params.data.image_size}×{params.data.channels}, {params.data.num_classes} classes).
 
 - data version (DVC md5 of data/raw): `{data_version}`

@@ -18,17 +18,16 @@ import torch
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema, TensorSpec
 
+from gen_platform.checkpoint import CONFIG_FILE, load_checkpoint
 from gen_platform.errors import ModelLoadError
-from gen_platform.models import family
-from gen_platform.training.checkpoint import CONFIG_FILE, load_checkpoint
+from gen_platform.models import get_family
 
 ARTIFACT_KEY = "checkpoint"
 
 
 def load_model_dir(directory: str | Path) -> torch.nn.Module:
     state, meta = load_checkpoint(directory)
-    module = family(meta["family"])
-    model = module.build(module.Config(**meta["config"]))
+    model = get_family(meta["family"]).rebuild(meta["config"])
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:

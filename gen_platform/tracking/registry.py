@@ -13,6 +13,9 @@ from typing import Iterator
 
 import mlflow
 
+from gen_platform.config import PipelineParams
+from gen_platform.models import get_family
+from gen_platform.tracking.model_card import model_card
 from gen_platform.tracking.model_io import log_model
 
 METRIC_TAG = "selection_metric"
@@ -96,3 +99,15 @@ def register_and_promote(model_dir: Path, name: str, alias: str, metric: str, va
         mlflow.set_tag(key, text)
     mlflow.set_tag("registered_version", version)
     return decision
+
+
+def register_run(params: PipelineParams, model_dir: Path, run_id: str, scores: dict[str, float],
+                 data_version: str) -> PromotionDecision:
+    """On the run that trained the model in `model_dir`: its model card, a registered version, and the
+    champion rule on the family's selection metric."""
+    metric = get_family(params.model.family).selection_metric
+    card = model_card(params, scores, data_version, run_id, sample_grid="samples.png")
+    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+        mlflow.log_text(card, "model_card.md")
+        return register_and_promote(model_dir, params.registered_model_name, params.registry.alias, metric,
+                                    scores[metric], params.registry.min_improvement, description=card)

@@ -6,23 +6,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gen_platform.checkpoint import load_checkpoint, save_checkpoint
 from gen_platform.config import PipelineParams
 from gen_platform.data.arrays import ImageArrays
 from gen_platform.errors import GenPlatformError
-from gen_platform.models import family
-from gen_platform.training.checkpoint import load_checkpoint
-from gen_platform.training.loop import train_loop_per_worker
+from gen_platform.evaluation.classifier import SavedClassifier
+from gen_platform.models import get_family
+from gen_platform.training.hooks import EpochHook
+from gen_platform.training.loop import TrainingInputs, train_loop_per_worker
 from gen_platform.training.runtime import ensure_ray
 
 
 @dataclass
 class FitResult:
+    family: str
     model_state: dict[str, Any]
-    model_config: dict[str, Any]
+    architecture: dict[str, Any]
     history: list[dict[str, float]]
-    snapshots: list[Any]  # per-epoch fixed-noise samples (GAN), uint8 N×C×H×W
-    workers: list[dict[str, Any]]  # per worker: rank, node_id, parameters_sha256 after the last epoch
+    snapshots: list[Any]  # per-epoch pictures of the recipe (GAN: fixed-noise samples), uint8 N×C×H×W
     checkpoint_path: str
+
+    def save_model(self, directory: Path) -> Path:
+        """The trained model alone (no optimizer state), in the form `load_model_dir` reads."""
+        return save_checkpoint(directory, {"model": self.model_state}, self.architecture, self.family)
 
 
 def storage_path(params: PipelineParams, root: Path) -> str:
@@ -40,25 +46,16 @@ def resolve_use_gpu(use_gpu: bool | str, num_workers: int) -> bool:
 
 
 def build_trainer(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: str, root: Path,
-                  classifier: dict[str, Any] | None = None, callbacks: list | None = None,
-                  log_level: str = "WARNING") -> Any:
+                  classifier: SavedClassifier | None = None, hooks: tuple[EpochHook, ...] = (),
+                  callbacks: list | None = None, log_level: str = "WARNING") -> Any:
     """The TorchTrainer for one training (also what each Tune trial runs)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    model_config = family(params.model.family).config_from_params(params.data, params.model)
-    loop_config = {
-        "family": params.model.family, "model_config": model_config.to_dict(), "model_params": params.model,
-        "train_images": train.images, "val_images": val.images, "classifier": classifier,
-        "epochs": params.train.epochs, "batch_size": params.train.batch_size,
-        "eval_batch_size": params.evaluate.batch_size, "seed": params.train.seed,
-        "acceleration": {"precision": params.train.precision, "channels_last": params.train.channels_last,
-                         "compile": params.train.compile},
-        "threads_per_worker": max(1, int(params.train.cpus_per_worker)),
-    }
+    inputs = TrainingInputs(params, get_family(params.model.family), train.images, val.images, classifier, hooks)
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=loop_config,
+        train_loop_config={"inputs": inputs},
         scaling_config=ray.train.ScalingConfig(
             num_workers=params.train.num_workers, use_gpu=resolve_use_gpu(params.train.use_gpu, params.train.num_workers),
             resources_per_worker={"CPU": params.train.cpus_per_worker}),
@@ -76,20 +73,17 @@ def read_result_checkpoint(path: str) -> FitResult:
 
     with ray.train.Checkpoint(path).as_directory() as directory:
         state, meta = load_checkpoint(directory)
-    return FitResult(state["model"], meta["config"], list(state["history"]), list(state.get("snapshots", [])),
-                     list(state.get("workers", [])), path)
+    return FitResult(meta["family"], state["model"], meta["config"], list(state["history"]),
+                     list(state["snapshots"]), path)
 
 
 def fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: str, root: Path,
-        classifier: dict[str, Any] | None = None) -> FitResult:
-    """Train `params.model` on `train`; resumes when `run_name` already has checkpoints in the storage path.
-
-    `classifier` (a saved domain classifier: state and config) enables feature-space validation metrics.
-    """
+        classifier: SavedClassifier | None = None, hooks: tuple[EpochHook, ...] = ()) -> FitResult:
+    """Train `params.model` on `train`; resumes when `run_name` already has checkpoints in the storage path."""
     import ray.train
 
     ensure_ray()
-    trainer = build_trainer(params, train, val, run_name, root, classifier)
+    trainer = build_trainer(params, train, val, run_name, root, classifier, hooks)
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as error:

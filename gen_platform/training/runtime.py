@@ -11,7 +11,7 @@ import warnings
 # merges our progress lines and drops messages that are expected here and say nothing to a user.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-PROGRESS_LINES = r"^(epoch \d+/\d+ |resumed from the checkpoint|fault injection)"  # the loop's _progress()
+PROGRESS_LINES = r"^(epoch \d+/\d+ |resumed from the checkpoint)"  # the loop's _progress()
 os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", PROGRESS_LINES)
 EXPECTED_NOISE = (
     r"PYTHON worker processes have been started on node",  # Tune's 0.01-CPU trial drivers, by design
@@ -48,11 +48,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _passed_through() -> dict[str, str]:
-    """The platform's own switches (GENP_*) reach the workers, which may run on other machines."""
-    return {key: value for key, value in os.environ.items() if key.startswith("GENP_")}
-
-
 def ensure_ray() -> None:
     import ray
 
@@ -60,7 +55,7 @@ def ensure_ray() -> None:
         return
     warnings.filterwarnings("ignore", module="ray")
     address = os.environ.get("RAY_ADDRESS")
-    env_vars = {"PYTHONWARNINGS": "ignore", **TRAIN_CONTROLLER_ENV, **_passed_through()}
+    env_vars = {"PYTHONWARNINGS": "ignore", **TRAIN_CONTROLLER_ENV}
     local: dict = {}
     if not address:
         # A local runtime gets a dashboard on loopback: Train V2's PlacementGroupCleaner needs its state API

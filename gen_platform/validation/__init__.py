@@ -1,3 +1,1 @@
-from gen_platform.validation.suite import ExpectationOutcome, ValidationReport, validate_splits
-
-__all__ = ["ExpectationOutcome", "ValidationReport", "validate_splits"]
+"""The Great Expectations suite (`suite`), its HTML report (`report`) and the gate in front of training (`gate`)."""

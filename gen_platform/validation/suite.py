@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gen_platform.config import DataParams, ValidationParams
+from gen_platform.settings import DataParams, ValidationParams
 from gen_platform.data.arrays import ImageArrays
 
 IMAGE_COLUMNS = ["split", "label", "height", "width", "channels", "dtype",

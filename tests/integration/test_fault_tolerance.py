@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -29,13 +30,33 @@ def _runs(ws):
     return client, client.search_runs([experiment.experiment_id])
 
 
-def test_worker_loss_resumes_from_the_last_checkpoint(workspace, monkeypatch):
-    monkeypatch.setenv("GENP_FAULT_AT_EPOCH", "3")
-    result = run(["dvc", "repro"], workspace)
+# The hook is defined in the driver's __main__, so Ray ships it to the workers by value.
+LOSE_A_WORKER = """
+import os, time
+from gen_platform.config import load_params
+from gen_platform.stages import train
+from gen_platform.training.hooks import EpochHook
+from gen_platform.workspace import Workspace
+
+class LoseLastWorker(EpochHook):
+    def on_epoch_start(self, state):
+        if state.epoch + 1 == 3 and not state.resumed and state.rank == state.world_size - 1:
+            print("fault injection: worker process exits at the start of epoch 3", flush=True)
+            time.sleep(1.0)  # let the controller take the previous epoch's report first
+            os._exit(1)
+
+train(load_params("params.yaml"), Workspace.at("."), hooks=(LoseLastWorker(),))
+"""
+
+
+def test_worker_loss_resumes_from_the_last_checkpoint(workspace):
+    result = run([sys.executable, "-c", LOSE_A_WORKER], workspace)
     output = result.stdout + result.stderr
-    assert "fault injection (GENP_FAULT_AT_EPOCH): worker process exits at the start of epoch 3" in output
+    assert "fault injection: worker process exits at the start of epoch 3" in output
     assert "resumed from the checkpoint of epoch 2" in output
     assert output.count("epoch 1/4") == 1 and output.count("epoch 4/4") == 1  # nothing repeated from zero
+    for stage in ("evaluate", "register"):
+        run(["genp", stage], workspace)
 
     client, runs = _runs(workspace)
     assert len(runs) == 1

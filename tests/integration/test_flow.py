@@ -24,7 +24,7 @@ def test_training_flow_registers_a_champion(tmp_path, prefect_home):
     from flows.training_flow import train_flow
 
     workspace = make_workspace(tmp_path / "ws", {"train": {"epochs": 2}})
-    request = TrainRequest(overrides={"model": {"beta": 2.0}, "train": {"num_workers": 1}})
+    request = TrainRequest(overrides={"model": {"vae": {"beta": 2.0}}, "train": {"num_workers": 1}})
     try:
         decision = train_flow(request, root=str(workspace))
     finally:

@@ -48,22 +48,39 @@ def two_node_cluster(monkeypatch, tmp_path):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+# The fingerprint hook is defined in the driver's __main__, so Ray ships it to the workers by value; each
+# worker writes its node and a hash of its parameters after every epoch (the same machine: a shared folder).
 DRIVER = """
-import json, sys
+import hashlib, json, sys
 from pathlib import Path
 import ray
 from gen_platform.config import parse_params
 from gen_platform.data.sources import digits
 from gen_platform.data.splits import split_dataset
+from gen_platform.training.hooks import EpochHook
 from gen_platform.training.launcher import fit
 from gen_platform.training.runtime import ensure_ray
+
+class Fingerprint(EpochHook):
+    def __init__(self, folder):
+        self.folder = folder
+
+    def on_epoch_end(self, state, model):
+        digest = hashlib.sha256()
+        for tensor in model.parameters():
+            digest.update(tensor.detach().cpu().float().numpy().tobytes())
+        record = {"rank": state.rank, "node_id": ray.get_runtime_context().get_node_id(),
+                  "parameters_sha256": digest.hexdigest()}
+        (Path(self.folder) / f"rank-{state.rank}.json").write_text(json.dumps(record))
 
 ensure_ray()
 nodes = [node["NodeID"] for node in ray.nodes() if node["Alive"]]
 params = parse_params({"train": {"epochs": 2, "num_workers": 2, "cpus_per_worker": 1}})
 splits = split_dataset(digits(), 0, 0.1, 0.1)
-result = fit(params, splits["train"], splits["val"], run_name="two-nodes", root=Path(sys.argv[1]))
-print("RESULT " + json.dumps({"nodes": nodes, "workers": result.workers}))
+root = Path(sys.argv[1])
+fit(params, splits["train"], splits["val"], run_name="two-nodes", root=root, hooks=(Fingerprint(str(root)),))
+workers = [json.loads(path.read_text()) for path in sorted(root.glob("rank-*.json"))]
+print("RESULT " + json.dumps({"nodes": nodes, "workers": workers}))
 """
 
 

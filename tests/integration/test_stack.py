@@ -115,7 +115,7 @@ def test_deployments_exist_with_the_retrain_schedule(stack):
 
 def test_api_triggered_run_registers_in_the_mlflow_server(stack):
     workspace, urls = stack
-    flow_run = _run(urls["prefect"], "train/train", {"request": {"family": "vae", "overrides": {"model": {"beta": 2}}}})
+    flow_run = _run(urls["prefect"], "train/train", {"request": {"family": "vae", "overrides": {"model": {"vae": {"beta": 2}}}}})
     assert flow_run["state_type"] == "COMPLETED", _logs(urls["prefect"], flow_run["id"])
     client, versions = _registry(urls, "vae-digits")
     champion = client.get_model_version_by_alias("vae-digits", "champion")

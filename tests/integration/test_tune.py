@@ -40,7 +40,9 @@ def test_search_registers_the_best_trial(workspace, family):
     assert sum(child.data.tags["asha_stopped"] == "True" for child in children) == summary["stopped_early"]
     best = client.get_run(parent.data.tags["best_run_id"])
     assert best.data.tags["mlflow.parentRunId"] == parent.info.run_id
-    assert f"eval_{summary['metric']}" in best.data.metrics
+    assert {"fd", "kid", summary["metric"]} <= set(best.data.metrics)  # scored like a trained model
+    assert "model_card.md" in {a.path for a in client.list_artifacts(best.info.run_id)}
+    assert best.data.tags["data_version"] == parent.data.tags["data_version"] != "untracked"
     assert "search.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     version = client.get_model_version(f"{family}-digits", summary["registration"]["version"])
     assert version.run_id == best.info.run_id

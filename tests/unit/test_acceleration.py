@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from gen_platform.config import GANParams, VAEParams
+from gen_platform.models.gan import GANParams
+from gen_platform.models.vae import VAEParams
 from gen_platform.models import gan, vae
 from gen_platform.training.acceleration import accelerated
 
@@ -12,7 +13,7 @@ CPU = torch.device("cpu")
 
 def _vae_loss(**switches) -> float:
     torch.manual_seed(0)
-    model = vae.ConvVAE(vae.VAEConfig(28, 1, 8, 8))
+    model = vae.ConvVAE(vae.VAEArchitecture(28, 1, 8, 8))
     prepared = accelerated(lambda m: m, CPU, **switches)(model).eval()
     x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(2)  # the same reparameterisation noise for every variant
@@ -22,11 +23,11 @@ def _vae_loss(**switches) -> float:
 def _gan_losses(**switches) -> tuple[float, float]:
     torch.manual_seed(0)
     hyper = GANParams(latent_dim=8, hidden_channels=8, loss="wgan_gp")
-    model = gan.build(gan.GANConfig(28, 1, 8, 8))
+    model = gan.GAN(gan.GANArchitecture(28, 1, 8, 8))
     recipe = gan.Recipe(model, hyper, wrap=accelerated(lambda m: m, CPU, **switches), device=CPU)
     real = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
     torch.manual_seed(3)
-    fake = recipe.generator(torch.randn(8, 8))
+    fake = recipe.parallel_generator(torch.randn(8, 8))
     d_loss = recipe._discriminator_step(real, fake)
     return d_loss, recipe._generator_step(fake)
 

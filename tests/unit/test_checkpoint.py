@@ -1,18 +1,19 @@
+from dataclasses import asdict
 import os
 
 import pytest
 import torch
 
 from gen_platform.errors import ModelLoadError
-from gen_platform.models.vae import ConvVAE, VAEConfig
+from gen_platform.models.vae import ConvVAE, VAEArchitecture
 from gen_platform.tracking.model_io import load_model_dir
-from gen_platform.training.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
+from gen_platform.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
 
 
 def _saved(tmp_path):
-    model = ConvVAE(VAEConfig(8, 1, 4, 8))
+    model = ConvVAE(VAEArchitecture(8, 1, 4, 8))
     save_checkpoint(tmp_path, {"model": model.state_dict(), "epoch": 3, "history": [{"epoch": 1, "loss": 2.5}]},
-                    model.config.to_dict(), family="vae")
+                    asdict(model.architecture), family="vae")
     return model
 
 
@@ -23,7 +24,7 @@ def test_round_trip_rebuilds_the_same_model(tmp_path):
     assert not loaded.training
     assert torch.equal(loaded.reconstruct(x), model.eval().reconstruct(x))
     state, meta = load_checkpoint(tmp_path)
-    assert state["epoch"] == 3 and meta == {"family": "vae", "config": model.config.to_dict()}
+    assert state["epoch"] == 3 and meta == {"family": "vae", "config": asdict(model.architecture)}
 
 
 class _Payload:
@@ -51,8 +52,8 @@ def test_corrupt_and_incomplete_checkpoints(tmp_path):
 
 
 def test_weights_that_do_not_match_the_config(tmp_path):
-    model = ConvVAE(VAEConfig(8, 1, 4, 8))
-    save_checkpoint(tmp_path, {"model": model.state_dict()}, VAEConfig(8, 1, 6, 8).to_dict(), family="vae")
+    model = ConvVAE(VAEArchitecture(8, 1, 4, 8))
+    save_checkpoint(tmp_path, {"model": model.state_dict()}, asdict(VAEArchitecture(8, 1, 6, 8)), family="vae")
     with pytest.raises(ModelLoadError, match="do not match"):
         load_model_dir(tmp_path)
 

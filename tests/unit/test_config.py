@@ -17,15 +17,29 @@ def test_unknown_key_is_named():
 
 
 def test_out_of_range_value_is_named_with_the_value():
-    with pytest.raises(ConfigError, match=r"model\.beta: .*greater than 0.*got -1"):
-        parse_params({"model": {"beta": -1}})
+    with pytest.raises(ConfigError, match=r"model\.vae\.beta: .*greater than 0.*got -1"):
+        parse_params({"model": {"vae": {"beta": -1}}})
+
+
+def test_family_settings_outside_their_block_point_to_it():
+    with pytest.raises(ConfigError, match=r"model\.beta: not a family; .* e\.g\. model\.vae\.beta"):
+        parse_params({"model": {"beta": 2}})
+
+
+def test_switching_family_is_one_value_and_keeps_every_block():
+    params = parse_params({"model": {"family": "gan", "vae": {"beta": 3}, "gan": {"loss": "hinge"}}})
+    assert params.model.settings.loss == "hinge" and params.model.vae.beta == 3
+    assert params.registered_model_name == "gan-digits"
+    assert params.model.logged()["model.loss"] == "hinge" and "model.beta" not in params.model.logged()
+    with pytest.raises(ConfigError, match=r"model\.family: unknown family 'diffusion'; known: \['gan', 'vae'\]"):
+        parse_params({"model": {"family": "diffusion"}})
 
 
 def test_overrides_win_over_file(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text("model:\n  beta: 2.0\ntrain:\n  epochs: 3\n")
-    params = load_params(path, {"model": {"beta": 4}})
-    assert (params.model.beta, params.train.epochs, params.model.latent_dim) == (4, 3, 16)
+    path.write_text("model:\n  vae:\n    beta: 2.0\ntrain:\n  epochs: 3\n")
+    params = load_params(path, {"model": {"vae": {"beta": 4}}})
+    assert (params.model.settings.beta, params.train.epochs, params.model.settings.latent_dim) == (4, 3, 16)
 
 
 def test_missing_and_malformed_files(tmp_path):
@@ -38,7 +52,7 @@ def test_missing_and_malformed_files(tmp_path):
 
 
 def test_parse_override():
-    assert parse_override("model.beta=4") == {"model": {"beta": 4}}
+    assert parse_override("model.vae.beta=4") == {"model": {"vae": {"beta": 4}}}
     assert parse_override("train.use_gpu=true") == {"train": {"use_gpu": True}}
     with pytest.raises(ConfigError, match="SECTION.FIELD=VALUE"):
         parse_override("beta")

@@ -4,14 +4,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from gen_platform.config import DataParams, GANParams, parse_params
+from gen_platform.config import parse_params
+from gen_platform.models.gan import GANParams
+from gen_platform.settings import DataParams
 from gen_platform.errors import ConfigError
 from gen_platform.models import gan
 
 
 @pytest.mark.parametrize(("size", "channels"), [(8, 1), (28, 1), (32, 3), (64, 3)])
 def test_networks_follow_image_size(size, channels):
-    model = gan.build(gan.GANConfig(size, channels, latent_dim=8, hidden_channels=8, spectral_norm=True, ema=True))
+    model = gan.GAN(gan.GANArchitecture(size, channels, latent_dim=8, hidden_channels=8, spectral_norm=True, ema=True))
     fake = model.generator(torch.randn(3, 8))
     assert fake.shape == (3, channels, size, size) and fake.abs().max() <= 1
     assert model.discriminator(fake).shape == (3,)
@@ -20,30 +22,30 @@ def test_networks_follow_image_size(size, channels):
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ({"d_steps_per_g_step": 0}, r"model\.d_steps_per_g_step: Input should be greater than or equal to 1"),
-    ({"loss": "least_squares"}, r"model\.loss: Input should be 'non_saturating', 'hinge' or 'wgan_gp'"),
-    ({"ema_decay": 1.0}, r"model\.ema_decay: Input should be less than 1"),
+    ({"d_steps_per_g_step": 0}, r"model\.gan\.d_steps_per_g_step: Input should be greater than or equal to 1"),
+    ({"loss": "least_squares"}, r"model\.gan\.loss: Input should be 'non_saturating', 'hinge' or 'wgan_gp'"),
+    ({"ema_decay": 1.0}, r"model\.gan\.ema_decay: Input should be less than 1"),
 ])
 def test_invalid_gan_settings_name_the_field_and_allowed_values(override, message):
     with pytest.raises(ConfigError, match=message):
-        parse_params({"model": {"family": "gan", **override}})
+        parse_params({"model": {"family": "gan", "gan": override}})
 
 
 def test_image_size_the_architecture_cannot_serve():
     for size in (6, 7):
         with pytest.raises(ConfigError, match=rf"data\.image_size: {size} cannot be served"):
-            gan.config_from_params(DataParams(image_size=size), GANParams())
+            gan.architecture_from(DataParams(image_size=size), GANParams())
 
 
 def _recipe(loss="non_saturating", ratio=1, ema=0.0):
     torch.manual_seed(0)
     hyper = GANParams(loss=loss, d_steps_per_g_step=ratio, ema_decay=ema, latent_dim=8, hidden_channels=8)
-    model = gan.build(gan.config_from_params(DataParams(), hyper))
+    model = gan.GAN(gan.architecture_from(DataParams(), hyper))
     return gan.Recipe(model, hyper, wrap=lambda m: m, device=torch.device("cpu"))
 
 
 def _loader(n=64):
-    return DataLoader(TensorDataset(torch.rand(n, 1, 8, 8)), batch_size=8, shuffle=False)
+    return [batch for (batch,) in DataLoader(TensorDataset(torch.rand(n, 1, 8, 8)), batch_size=8, shuffle=False)]
 
 
 @pytest.mark.parametrize("loss", ["non_saturating", "hinge", "wgan_gp"])

@@ -63,20 +63,18 @@ def test_missing_or_invalid_file_names_the_setting(tmp_path):
 
 
 def test_evaluation_adds_fid_only_when_an_extractor_is_configured(detector_file, digits):
-    from dataclasses import asdict
-
     from gen_platform.config import parse_params
     from gen_platform.data.splits import split_dataset
-    from gen_platform.evaluation.classifier import ClassifierConfig, train_classifier
-    from gen_platform.evaluation.evaluate import evaluate_model
+    from gen_platform.evaluation.classifier import ClassifierArchitecture, SavedClassifier, train_classifier
+    from gen_platform.scoring import evaluate_model
     from gen_platform.models import vae
 
     splits = split_dataset(digits, 0, 0.1, 0.1)
-    classifier = train_classifier(splits["train"], ClassifierConfig(8, 1, 10), 1, 128, 1e-3, 0)
-    saved = {"state": classifier.state_dict(), "config": asdict(classifier.config)}
+    classifier = train_classifier(splits["train"], ClassifierArchitecture(8, 1, 10), 1, 128, 1e-3, 0)
+    saved = SavedClassifier.of(classifier)
     evaluate = {"metric_samples": 100, "nll_importance_samples": 2}
     plain = parse_params({"evaluate": evaluate})
-    model = vae.build(vae.config_from_params(plain.data, plain.model)).eval()
+    model = vae.ConvVAE(vae.architecture_from(plain.data, plain.model.settings)).eval()
     assert "fid" not in evaluate_model(model, plain, splits, saved).scores
     with_fid = parse_params({"evaluate": evaluate | {"inception_weights": detector_file.name}})
     scores = evaluate_model(model, with_fid, splits, saved, root=detector_file.parent).scores

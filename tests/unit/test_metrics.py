@@ -5,16 +5,16 @@ import torch
 
 from gen_platform.data.arrays import to_tensor
 from gen_platform.data.splits import split_dataset
-from gen_platform.evaluation.classifier import ClassifierConfig, FeatureModule, accuracy, train_classifier
+from gen_platform.evaluation.classifier import ClassifierArchitecture, FeatureModule, accuracy, train_classifier
 from gen_platform.evaluation.distribution import distribution_metrics, frechet_distance
-from gen_platform.evaluation.elbo import importance_weighted_nll, neg_elbo
-from gen_platform.models.vae import ConvVAE, VAEConfig
+from gen_platform.models.vae import importance_weighted_nll, neg_elbo
+from gen_platform.models.vae import ConvVAE, VAEArchitecture
 
 
 @pytest.fixture(scope="module")
 def setting(digits):
     splits = split_dataset(digits, 0, 0.1, 0.1)
-    classifier = train_classifier(splits["train"], ClassifierConfig(8, 1, 10), 3, 128, 1e-3, 0)
+    classifier = train_classifier(splits["train"], ClassifierArchitecture(8, 1, 10), 3, 128, 1e-3, 0)
     images = to_tensor(splits["train"].images)
     return FeatureModule(classifier), images[:700], images[700:1400], accuracy(classifier, splits["test"])
 
@@ -54,7 +54,7 @@ def test_collapsed_generator_has_low_recall_and_coverage(setting):
 
 def test_importance_weighted_nll_is_tighter_than_the_elbo():
     torch.manual_seed(0)
-    model = ConvVAE(VAEConfig(8, 1, 4, 8)).eval()
+    model = ConvVAE(VAEArchitecture(8, 1, 4, 8)).eval()
     images = torch.rand(32, 1, 8, 8)
     one_sample = importance_weighted_nll(model, images, samples=1, seed=1)
     many = importance_weighted_nll(model, images, samples=200, seed=1)

@@ -3,6 +3,8 @@ registrations finish at the same time."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import threading
 import time
 
@@ -10,9 +12,9 @@ import mlflow
 import pytest
 import torch
 
-from gen_platform.models.vae import ConvVAE, VAEConfig
+from gen_platform.models.vae import ConvVAE, VAEArchitecture
 from gen_platform.tracking import registry
-from gen_platform.training.checkpoint import save_checkpoint
+from gen_platform.checkpoint import save_checkpoint
 
 NAME, METRIC = "vae-test", "val_neg_elbo"
 
@@ -22,8 +24,8 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_experiment("promotion")
-    model = ConvVAE(VAEConfig(8, 1, 4, 8))
-    save_checkpoint(tmp_path / "model", {"model": model.state_dict()}, model.config.to_dict(), family="vae")
+    model = ConvVAE(VAEArchitecture(8, 1, 4, 8))
+    save_checkpoint(tmp_path / "model", {"model": model.state_dict()}, asdict(model.architecture), family="vae")
     return tmp_path / "model"
 
 

@@ -1,18 +1,19 @@
 import pytest
 import torch
 
-from gen_platform.config import DataParams, VAEParams
+from gen_platform.models.vae import VAEParams
+from gen_platform.settings import DataParams
 from gen_platform.errors import ConfigError
-from gen_platform.evaluation.elbo import neg_elbo
-from gen_platform.models import family
-from gen_platform.models.shapes import downsampling_steps
-from gen_platform.models.vae import ConvVAE, VAEConfig, config_from_params, loss_terms
+from gen_platform.models.vae import neg_elbo
+from gen_platform.models import get_family
+from gen_platform.nets import downsampling_steps
+from gen_platform.models.vae import ConvVAE, VAEArchitecture, architecture_from, loss_terms
 
 
 @pytest.mark.parametrize(("size", "channels", "steps"), [(8, 1, 1), (28, 1, 2), (32, 3, 3), (64, 3, 4)])
 def test_shapes_follow_image_size(size, channels, steps):
     assert downsampling_steps(size) == steps
-    model = ConvVAE(VAEConfig(size, channels, latent_dim=5, hidden_channels=8))
+    model = ConvVAE(VAEArchitecture(size, channels, latent_dim=5, hidden_channels=8))
     x = torch.rand(3, channels, size, size)
     out = model(x)
     assert out["logits"].shape == x.shape
@@ -23,16 +24,16 @@ def test_shapes_follow_image_size(size, channels, steps):
 
 def test_image_size_that_cannot_be_served_is_rejected():
     with pytest.raises(ConfigError, match="data.image_size: 7 cannot be served"):
-        config_from_params(DataParams(image_size=7), VAEParams())
+        architecture_from(DataParams(image_size=7), VAEParams())
 
 
 def test_unknown_family_is_named():
     with pytest.raises(ConfigError, match="unknown family 'diffusion'"):
-        family("diffusion")
+        get_family("diffusion")
 
 
 def test_kl_is_zero_at_the_prior_and_loss_weights_it_by_beta():
-    model = ConvVAE(VAEConfig(8, 1, 4, 8))
+    model = ConvVAE(VAEArchitecture(8, 1, 4, 8))
     outputs = {"recon": torch.tensor([10.0, 20.0]), "kl": torch.tensor([1.0, 3.0])}
     terms = loss_terms(outputs, beta=4.0)
     assert terms["loss"].item() == pytest.approx(15 + 4 * 2)
@@ -44,7 +45,7 @@ def test_kl_is_zero_at_the_prior_and_loss_weights_it_by_beta():
 
 
 def test_recon_is_bernoulli_cross_entropy_in_nats():
-    model = ConvVAE(VAEConfig(8, 1, 4, 8))
+    model = ConvVAE(VAEArchitecture(8, 1, 4, 8))
     x = torch.rand(2, 1, 8, 8)
     out = model(x)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(out["logits"], x, reduction="sum") / 2
@@ -53,7 +54,7 @@ def test_recon_is_bernoulli_cross_entropy_in_nats():
 
 def test_training_lowers_the_negative_elbo():
     torch.manual_seed(0)
-    model = ConvVAE(VAEConfig(8, 1, 4, 16))
+    model = ConvVAE(VAEArchitecture(8, 1, 4, 16))
     data = (torch.rand(64, 1, 8, 8) > 0.5).float()
     before = neg_elbo(model, data, 64)["neg_elbo"]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -67,7 +68,7 @@ def test_training_lowers_the_negative_elbo():
 
 
 def test_neg_elbo_is_repeatable_and_restores_the_rng():
-    model = ConvVAE(VAEConfig(8, 1, 4, 8))
+    model = ConvVAE(VAEArchitecture(8, 1, 4, 8))
     data = torch.rand(10, 1, 8, 8)
     torch.manual_seed(123)
     first = neg_elbo(model, data, 4, seed=5)

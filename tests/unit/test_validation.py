@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from gen_platform.config import DataParams, ValidationParams
+from gen_platform.settings import DataParams, ValidationParams
 from gen_platform.data.arrays import ImageArrays
 from gen_platform.data.splits import split_dataset
-from gen_platform.validation import validate_splits
+from gen_platform.validation.suite import validate_splits
 
 
 def _check(arrays: ImageArrays, **rules):

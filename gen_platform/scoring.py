@@ -1,22 +1,21 @@
-"""Score one generative model on the same scale for every family, and draw its pictures."""
+"""Score one trained model on the scale every family shares, plus what its family adds, and draw it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image
 
 from gen_platform.config import PipelineParams
 from gen_platform.data.arrays import ImageArrays, to_tensor
-from gen_platform.evaluation.classifier import FeatureModule, load_classifier
+from gen_platform.errors import GenPlatformError
+from gen_platform.evaluation.classifier import FeatureModule, SavedClassifier
 from gen_platform.evaluation.distribution import distribution_metrics, frechet_distance
-from gen_platform.evaluation.elbo import importance_weighted_nll, neg_elbo
-from gen_platform.evaluation.images import image_grid, interpolation_grid
+from gen_platform.evaluation.images import image_grid
 from gen_platform.evaluation.inception import load_inception
-
+from gen_platform.models import get_family
 
 INCEPTION_BATCH = 64  # 299×299 RGB inputs: about 70 MB per batch
 
@@ -33,13 +32,13 @@ def _samples(model: torch.nn.Module, n: int, seed: int, batch_size: int) -> torc
 
 
 def evaluate_model(model: torch.nn.Module, params: PipelineParams, splits: dict[str, ImageArrays],
-                   classifier: dict[str, Any], root: Path = Path(".")) -> Evaluation:
-    """Test-split `fd`, `kid`, `precision`, `recall`, `density`, `coverage` for every family, `val_fd` (the
-    GAN's selection metric), for VAEs the ELBO at β=1 (val and test) and the importance-weighted `nll`, and
-    standard `fid` when `evaluate.inception_weights` names an extractor (relative to `root`)."""
+                   classifier: SavedClassifier, root: Path = Path(".")) -> Evaluation:
+    """Test-split `fd`, `kid`, `precision`, `recall`, `density`, `coverage` and `val_fd` for every family,
+    standard `fid` when `evaluate.inception_weights` names an extractor (relative to `root`), a sample grid,
+    and the family's own scores and pictures (the VAE: ELBO at β=1 and `nll`)."""
     settings = params.evaluate
     inception = load_inception(root / settings.inception_weights) if settings.inception_weights else None
-    features = FeatureModule(load_classifier(classifier))
+    features = FeatureModule(classifier.load())
     val, test = to_tensor(splits["val"].images), to_tensor(splits["test"].images)
     fake = _samples(model, min(settings.metric_samples, max(len(test), 2)), settings.seed, settings.batch_size)
     scores = distribution_metrics(test, fake, features, settings.nearest_k, settings.batch_size)
@@ -47,12 +46,10 @@ def evaluate_model(model: torch.nn.Module, params: PipelineParams, splits: dict[
     if inception is not None:
         scores["fid"] = frechet_distance(test, fake, inception, INCEPTION_BATCH)
     pictures = {"samples": image_grid(model.sample(settings.num_samples, torch.Generator().manual_seed(settings.seed)))}
-    if params.model.family == "vae":
-        for split, images in (("val", val), ("test", test)):
-            scores[f"{split}_neg_elbo"] = neg_elbo(model, images, settings.batch_size, seed=settings.seed)["neg_elbo"]
-        subset = test[:settings.metric_samples]
-        scores["nll"] = importance_weighted_nll(model, subset, settings.nll_importance_samples, seed=settings.seed)
-        originals = test[:32]
-        pictures["reconstructions"] = image_grid(torch.cat([originals, model.reconstruct(originals)]), columns=8)
-        pictures["interpolations"] = interpolation_grid(model, test[:16])
-    return Evaluation(scores, pictures)
+    family = get_family(params.model.family)
+    own = family.score(model, val, test, settings)
+    scores |= own.scores
+    if family.selection_metric not in scores:  # the champion rule needs it on the full validation split
+        raise GenPlatformError(f"family {family.name!r}: its score() must report its selection metric "
+                               f"{family.selection_metric!r} (it reported {sorted(own.scores)})")
+    return Evaluation(scores, pictures | own.pictures)

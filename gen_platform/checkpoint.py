@@ -15,11 +15,12 @@ STATE_FILE = "state.pt"
 CONFIG_FILE = "model_config.json"
 
 
-def save_checkpoint(directory: str | Path, state: dict[str, Any], model_config: dict[str, Any], family: str) -> Path:
+def save_checkpoint(directory: str | Path, state: dict[str, Any], architecture: dict[str, Any], family: str) -> Path:
+    """`state` (tensors, numbers, lists) beside `model_config.json`: {"family": family, "config": architecture}."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(state, directory / STATE_FILE)
-    (directory / CONFIG_FILE).write_text(json.dumps({"family": family, "config": model_config}, indent=2))
+    (directory / CONFIG_FILE).write_text(json.dumps({"family": family, "config": architecture}, indent=2))
     return directory
 
 

@@ -1,0 +1,94 @@
+"""The typed sections of params.yaml that do not depend on the model family (the family sections live with
+their families in `gen_platform.models`; `gen_platform.config` assembles the whole). Unknown keys are errors,
+so a typo fails loudly instead of being ignored."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    """A params.yaml section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Section):
+    dataset: str = Field("digits", pattern=r"^[a-z0-9][a-z0-9_-]*$", description="file data/raw/<dataset>.npz")
+    image_size: int = Field(8, ge=4, le=256)
+    channels: Literal[1, 3] = 1
+    num_classes: int = Field(10, ge=1, le=1000)
+
+
+class SplitParams(Section):
+    seed: int = 0
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)
+    test_fraction: float = Field(0.1, gt=0, lt=0.5)
+
+
+class ValidationParams(Section):
+    min_rows: int = Field(100, ge=1)
+    max_rows: int = Field(10_000_000, ge=1)
+    min_class_fraction: float = Field(0.02, ge=0, le=1)
+    max_class_fraction: float = Field(0.5, ge=0, le=1)
+    max_duplicate_fraction: float = Field(0.01, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ValidationParams:
+        if self.min_rows > self.max_rows:
+            raise ValueError(f"min_rows ({self.min_rows}) must not exceed max_rows ({self.max_rows})")
+        if self.min_class_fraction > self.max_class_fraction:
+            raise ValueError("min_class_fraction must not exceed max_class_fraction")
+        return self
+
+
+class TrainParams(Section):
+    epochs: int = Field(20, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1, le=65_536, description="global batch, shared by the workers")
+    seed: int = 0
+    num_workers: int = Field(2, ge=1, le=1024)
+    use_gpu: bool | Literal["auto"] = Field(False, description="true, false, or auto: GPUs if the cluster has enough")
+    cpus_per_worker: float = Field(1.0, gt=0)
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: forward passes under bfloat16 autocast")
+    channels_last: bool = False
+    compile: bool = Field(False, description="torch.compile the networks (pays a compile time up front)")
+    storage_path: str = Field("ray_results", description="checkpoint storage (relative to the repo, or absolute/URI)")
+    max_failures: int = Field(1, ge=0, description="worker failures survived by restoring the last checkpoint")
+
+
+class ClassifierParams(Section):
+    """The domain classifier whose features every distribution metric uses."""
+    epochs: int = Field(5, ge=1, le=1000)
+    batch_size: int = Field(128, ge=1)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    feature_dim: int = Field(128, ge=2, le=4096)
+    seed: int = 0
+
+
+class EvaluateParams(Section):
+    batch_size: int = Field(256, ge=1)
+    num_samples: int = Field(64, ge=1, le=1024, description="images in the logged sample grid")
+    metric_samples: int = Field(2000, ge=10, description="generated images scored against the test split")
+    nearest_k: int = Field(5, ge=1, le=100, description="k of precision/recall/density/coverage")
+    nll_importance_samples: int = Field(100, ge=1, le=10_000, description="k of the importance-weighted NLL")
+    inception_weights: str | None = Field(None, description="TorchScript Inception-v3 for standard `fid` "
+                                          "(path relative to the repository; nothing is downloaded)")
+    seed: int = 0
+
+
+class TuneParams(Section):
+    trials: int = Field(8, ge=1, le=1024)
+    max_epochs: int = Field(4, ge=1, le=1000, description="epochs of a trial that ASHA never stops")
+    grace_epochs: int | None = Field(None, ge=1, description="epochs before ASHA may stop a trial (default per family)")
+    optuna: bool = Field(False, description="Optuna TPE instead of random search")
+    workers_per_trial: int = Field(1, ge=1, le=1024, description="Ray Train workers of each trial")
+    cpus_per_worker: float = Field(0.9, gt=0, description="fractional so trial drivers fit beside workers")
+    time_budget_s: int = Field(3600, ge=10, description="a search never runs longer than this")
+    seed: int = 0
+
+
+class RegistryParams(Section):
+    alias: str = Field("champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    min_improvement: float = Field(0.0, ge=0, description="nats/image a challenger must gain to be promoted")

@@ -1,0 +1,77 @@
+"""The MLflow run of a training: started (or resumed after a lost driver), filled with curves and pictures."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any, Iterator
+
+import mlflow
+
+from gen_platform.config import PipelineParams
+from gen_platform.evaluation.images import epoch_progress_grid
+from gen_platform.scoring import Evaluation
+from gen_platform.tracking.lineage import lineage_tags, logged_params
+from gen_platform.tracking.store import use_experiment
+from gen_platform.training.launcher import FitResult
+from gen_platform.workspace import Workspace, read_json, write_json
+
+
+def _interrupted_run(ws: Workspace, logged: dict[str, Any]) -> str | None:
+    """The MLflow run of a training with the same parameters whose driver died, if there is one.
+
+    Its Ray run (named after it) left checkpoints in the storage path, so the new driver resumes from them
+    and the training stays one MLflow run.
+    """
+    if not ws.in_progress_file.exists():
+        return None
+    previous = json.loads(ws.in_progress_file.read_text())
+    if previous.get("params") != json.loads(json.dumps(logged)):
+        return None
+    try:
+        status = mlflow.get_run(previous["run_id"]).info.status
+    except mlflow.exceptions.MlflowException:
+        return None
+    return previous["run_id"] if status != "FINISHED" else None
+
+
+@contextlib.contextmanager
+def training_run(ws: Workspace, params: PipelineParams) -> Iterator[str]:
+    """Yields the MLflow run id a training logs to; on success records it in `ws.run_file`."""
+    experiment_id = use_experiment(ws.root, params.registered_model_name)
+    logged = logged_params(params)
+    resumed = _interrupted_run(ws, logged)
+    with mlflow.start_run(run_id=resumed, experiment_id=None if resumed else experiment_id,
+                          tags=None if resumed else lineage_tags(ws.root, params)) as run:
+        write_json(ws.in_progress_file, {"run_id": run.info.run_id, "params": logged})
+        if resumed:
+            print(f"resuming the interrupted MLflow run {resumed} from its last Ray checkpoint")
+        else:
+            mlflow.log_params(logged)
+        print(f"MLflow run {run.info.run_id} ({params.registered_model_name}); training on Ray Train")
+        yield run.info.run_id
+    write_json(ws.run_file, {"run_id": run.info.run_id, "experiment_id": experiment_id})
+    ws.in_progress_file.unlink()
+
+
+def log_training(result: FitResult) -> None:
+    """Within the training's run: the per-epoch curves, the per-epoch pictures and where the checkpoint is."""
+    for record in result.history:
+        mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
+    if result.snapshots:
+        mlflow.log_image(epoch_progress_grid(result.snapshots), "fixed_noise_by_epoch.png")
+    mlflow.set_tag("ray_checkpoint", result.checkpoint_path)
+
+
+def log_evaluation(ws: Workspace, params: PipelineParams, run_id: str, evaluation: Evaluation) -> None:
+    """Scores and pictures on the run that trained the model. Keys the curves already hold (val_*) keep their
+    per-epoch history; the full-split values used for promotion are on the registered version."""
+    use_experiment(ws.root, params.registered_model_name)
+    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None) as run:
+        mlflow.log_metrics({k: v for k, v in evaluation.scores.items() if k not in run.data.metrics})
+        for name, picture in evaluation.pictures.items():
+            mlflow.log_image(picture, f"{name}.png")
+
+
+def last_training_run(ws: Workspace) -> str:
+    return read_json(ws.run_file, "genp train")["run_id"]

@@ -1,0 +1,78 @@
+"""Where a run reads and writes: the layout of a workspace (the repository root for `dvc repro`), and the
+small JSON files the stages hand to each other."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gen_platform.data.arrays import ImageArrays, load_npz
+from gen_platform.data.splits import SPLITS
+from gen_platform.errors import GenPlatformError
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | Path = ".") -> Workspace:
+        return cls(Path(root).resolve())
+
+    def raw(self, dataset: str) -> Path:
+        return self.root / "data" / "raw" / f"{dataset}.npz"
+
+    def prepared(self, split: str) -> Path:
+        return self.root / "data" / "prepared" / f"{split}.npz"
+
+    @property
+    def prepared_files(self) -> list[Path]:
+        return [self.prepared(split) for split in SPLITS]
+
+    def load_splits(self) -> dict[str, ImageArrays]:
+        return {split: load_npz(self.prepared(split)) for split in SPLITS}
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "models" / "generator"
+
+    @property
+    def tuned_model_dir(self) -> Path:
+        """The best trial's model of the last search."""
+        return self.root / "models" / "tuned"
+
+    @property
+    def classifier_dir(self) -> Path:
+        return self.root / "models" / "classifier"
+
+    @property
+    def run_file(self) -> Path:
+        """The MLflow run of the last training, for the stages after it."""
+        return self.root / "models" / "mlflow_run.json"
+
+    @property
+    def in_progress_file(self) -> Path:
+        """Written while `train` runs: lets a new driver resume a training whose driver died."""
+        return self.root / "models" / "train_in_progress.json"
+
+    def metrics(self, stage: str) -> Path:
+        return self.root / "metrics" / f"{stage}.json"
+
+    def report(self, name: str) -> Path:
+        return self.root / "reports" / name
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_json(path: Path, hint: str) -> dict[str, Any]:
+    """A stage's output; `hint` is the command that writes it."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GenPlatformError(f"{path}: not found; run `{hint}` first") from None

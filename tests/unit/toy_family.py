@@ -1,0 +1,94 @@
+"""A third model family in one module, for the contract test: per-pixel Bernoulli means, no latent at all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+from pydantic import Field
+from torch import nn
+from torch.nn import functional as F
+
+from gen_platform.models.family import Family, FamilyScores
+from gen_platform.settings import DataParams, EvaluateParams, Section
+
+
+class ToyParams(Section):
+    learning_rate: float = Field(0.1, gt=0)
+
+
+@dataclass(frozen=True)
+class ToyArchitecture:
+    image_size: int
+    channels: int
+
+
+def architecture_from(data: DataParams, settings: ToyParams) -> ToyArchitecture:
+    return ToyArchitecture(data.image_size, data.channels)
+
+
+class PixelMeans(nn.Module):
+    def __init__(self, architecture: ToyArchitecture):
+        super().__init__()
+        self.architecture = architecture
+        size = architecture.image_size
+        self.logits = nn.Parameter(torch.zeros(architecture.channels, size, size))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(self.logits.expand_as(images), images)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        probabilities = torch.sigmoid(self.logits).expand(n, *self.logits.shape)
+        return torch.bernoulli(probabilities, generator=generator)
+
+
+class ToyRecipe:
+    progress = ("train_bce", "val_bce")
+
+    def __init__(self, model: PixelMeans, settings: ToyParams, wrap: Any, device: torch.device):
+        self.model, self.parallel_model = model, wrap(model)
+        self.optimizer = torch.optim.SGD(self.parallel_model.parameters(), lr=settings.learning_rate)
+
+    def train_epoch(self, batches: Iterable[torch.Tensor]) -> dict[str, float]:
+        total, images = 0.0, 0
+        for batch in batches:
+            loss = self.parallel_model(batch)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            total, images = total + loss.item() * len(batch), images + len(batch)
+        return {"bce": total / images, "images": images}
+
+    def validate(self, images: torch.Tensor, batch_size: int, rank: int, world_size: int, seed: int,
+                 features: nn.Module | None) -> dict[str, float]:
+        with torch.no_grad():
+            return {"bce": self.model(images).item()}
+
+    def snapshot(self) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def score(model: PixelMeans, val: torch.Tensor, test: torch.Tensor, settings: EvaluateParams) -> FamilyScores:
+    with torch.no_grad():
+        error = (torch.sigmoid(model.logits) - test.mean(0)).abs().mean().item()
+        return FamilyScores({"val_bce": model(val).item(), "mean_image_error": error}, {})
+
+
+def search_space() -> dict[str, Any]:
+    from ray import tune
+
+    return {"learning_rate": tune.loguniform(0.01, 1.0)}
+
+
+FAMILY = Family(name="toy", settings=ToyParams, architecture=ToyArchitecture, architecture_from=architecture_from,
+                build=PixelMeans, recipe=ToyRecipe, selection_metric="val_bce", search_space=search_space,
+                grace_epochs=1, score=score)
