@@ -36,6 +36,7 @@ bench: setup
 	python -m bench.train_throughput
 	python -m bench.quality
 	python -m bench.tune_efficiency
+	python -m bench.tune_soak
 
 # Prefect server, MLflow server, Ray head and the deployments' serve process, on 127.0.0.1.
 stack-up: setup

@@ -65,7 +65,8 @@ def _tune_pipeline(params: PipelineParams, workspace: Workspace) -> dict[str, An
     tasks.validate(params, workspace)
     tasks.features(params, workspace)
     summary = tasks.tune(params, workspace)
-    tasks.publish(workspace, f"tune {params.registered_model_name}", {summary["metric"]: summary["best_value"]},
+    counts = {key: summary[key] for key in ("trials_finished", "trials_stopped", "trials_failed")}
+    tasks.publish(workspace, f"tune {params.registered_model_name}", {summary["metric"]: summary["best_value"], **counts},
                   summary["registration"], summary["parent_run_id"])
     return summary
 
@@ -89,10 +90,12 @@ class RetrainRequest(BaseModel):
 
 @flow(name="retrain", flow_run_name="retrain {request.family}-{request.dataset}", log_prints=True)
 def retrain_flow(request: RetrainRequest = RetrainRequest(), root: str = ROOT) -> dict[str, Any]:
-    """Retrain when the data changed: compares data.dvc's md5 with the champion's `data_version` tag."""
+    """Retrain when the data changed: compares data.dvc's md5 with the data version the model's latest
+    registration was evaluated on (promoted or not, trained or tuned)."""
     import mlflow
 
     from gen_platform.tracking.lineage import data_version
+    from gen_platform.tracking.registry import retrain_needed
     from gen_platform.tracking.store import tracking_uri
 
     workspace = Workspace.at(root)
@@ -100,27 +103,21 @@ def retrain_flow(request: RetrainRequest = RetrainRequest(), root: str = ROOT) -
                         {"tune": {"trials": request.trials}})
     current = data_version(workspace.root)
     mlflow.set_tracking_uri(tracking_uri(workspace.root))
-    try:
-        champion = mlflow.MlflowClient().get_model_version_by_alias(params.registered_model_name, params.registry.alias)
-        champion_data = mlflow.get_run(champion.run_id).data.tags.get("data_version")
-    except mlflow.exceptions.MlflowException:
-        champion_data = None
-    if champion_data == current:
-        reason = f"skipped: the champion of {params.registered_model_name} was trained on the current data ({current})"
+    needed, reason = retrain_needed(params.registered_model_name, current)
+    if not needed:
         tasks.publish_decision(reason)
         return {"retrained": False, "reason": reason, "data_version": current}
-    tasks.publish_decision(f"data changed ({champion_data} → {current}): retraining by {request.mode}")
+    tasks.publish_decision(f"{reason}: retraining by {request.mode}")
     if request.mode == "tune":
         outcome = _tune_pipeline(params, workspace)["registration"]
     else:
         outcome = _train_pipeline(params, workspace, f"retrain {params.registered_model_name}")
-    return {"retrained": True, "reason": f"data changed from {champion_data} to {current}",
-            "data_version": current, "registration": outcome}
+    return {"retrained": True, "reason": reason, "data_version": current, "registration": outcome}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the train flow once, without a Prefect server.")
-    parser.add_argument("--set", "-s", action="append", default=[], help="override, e.g. model.beta=4")
+    parser.add_argument("--set", "-s", action="append", default=[], help="override, e.g. model.vae.beta=4")
     parser.add_argument("--family", default="vae", choices=sorted(FAMILIES))
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--root", default=ROOT)

@@ -55,13 +55,15 @@ def tune(family: Annotated[str | None, typer.Option(help=f"one of {sorted(FAMILI
          trials: Annotated[int | None, typer.Option(min=1, help="number of trials")] = None,
          epochs: Annotated[int | None, typer.Option(min=1, help="epochs of a full trial")] = None,
          optuna: Annotated[bool | None, typer.Option(help="Optuna search instead of random")] = None,
+         resume: Annotated[bool, typer.Option(
+             help="continue this model's latest search that did not finish (same parent run)")] = False,
          params: ParamsOption = Path("params.yaml"), set_: SetOption = [],  # noqa: B006
          root: RootOption = Path(".")) -> None:
     options = {"trials": trials, "max_epochs": epochs, "optuna": optuna}
     merged = deep_merge(_overrides(set_), {"tune": {k: v for k, v in options.items() if v is not None}})
     base = load_params(params)
     base = params_for(params, family or base.model.family, base.data.dataset, merged)
-    stages.tune(base, Workspace.at(root))
+    stages.tune(base, Workspace.at(root), resume=resume)
 
 
 @data_app.command("import", help="Write a built-in dataset (digits) to data/raw/<name>.npz.")

@@ -133,24 +133,35 @@ def register(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
     return decision
 
 
-def tune(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
-    """Search with Ray Tune inside one parent MLflow run (a child run per trial); the best trial's model is
-    then evaluated and registered exactly like a trained one, on its own child run."""
+def tune(params: PipelineParams, ws: Workspace, resume: bool = False) -> dict[str, Any]:
+    """Search with Ray Tune inside one parent MLflow run (a child run per trial, filled live); the best trial's
+    model is then evaluated and registered exactly like a trained one, on its own child run. Fails when no
+    trial finished. `resume`: continue this model's latest search that did not finish, in its parent run."""
     import mlflow
 
     from gen_platform.evaluation.classifier import SavedClassifier
-    from gen_platform.tracking.search_runs import log_search, search_run
+    from gen_platform.models import get_family
+    from gen_platform.tracking.search_runs import LiveTrialRuns, log_search, search_run, trial_runs
     from gen_platform.training.launcher import read_result_checkpoint
     from gen_platform.tuning.search import run_search, trial_params
 
     require_valid_data(ws)
     splits, settings = ws.load_splits(), params.tune
-    with search_run(ws, params) as parent:
-        print(f"MLflow parent run {parent.info.run_id}: {settings.trials} trials, ASHA up to {settings.max_epochs} epochs")
+    with search_run(ws, params, resume) as parent:
+        verb = "resuming the search of" if resume else "MLflow parent run"
+        print(f"{verb} {parent.info.run_id}: {settings.trials} trials, ASHA up to {settings.max_epochs} epochs")
         search = run_search(params, splits["train"], splits["val"], ws.root, SavedClassifier.read(ws.classifier_dir),
-                            name=f"tune-{parent.info.run_id}")
-        best, best_run = search.best, log_search(search, parent)[search.best.trial_id]
-        best_params = trial_params(params, best.sample)
+                            name=f"tune-{parent.info.run_id}", callbacks=[LiveTrialRuns(parent)], resume=resume)
+        runs = trial_runs(parent.info.run_id)
+        log_search(search, runs)
+        counts = search.counts()
+        print("trials: " + ", ".join(f"{count} {status}" for status, count in counts.items()))
+        for trial in search.trials:
+            if trial.error:
+                print(f"trial {trial.trial_id} failed: {trial.error}")
+        best = search.best  # raises when no trial finished
+        best_params = trial_params(params, best.sample, get_family(params.model.family))
+        best_run = runs[best.trial_id]
         read_result_checkpoint(best.checkpoint_path).save_model(ws.tuned_model_dir)
         scores = _score(best_params, ws, ws.tuned_model_dir, best_run)
         decision = _register(best_params, ws, ws.tuned_model_dir, best_run, scores)
@@ -159,8 +170,8 @@ def tune(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
         mlflow.log_metrics({f"best_{search.metric}": scores[search.metric], "trial_epochs": search.trial_epochs})
     summary = {"parent_run_id": parent.info.run_id, "best_trial": best.trial_id, "best_sample": best.sample,
                "metric": search.metric, "best_value": scores[search.metric], "trials": len(search.trials),
-               "stopped_early": sum(t.stopped_early for t in search.trials), "trial_epochs": search.trial_epochs,
-               "registration": decision}
+               **{f"trials_{status}": count for status, count in counts.items()},
+               "trial_epochs": search.trial_epochs, "registration": decision}
     write_json(ws.report("tune.json"), summary)
     print(f"best trial {best.trial_id} {best.sample}: {search.metric} {scores[search.metric]:.4g}")
     return summary

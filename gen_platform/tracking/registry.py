@@ -19,6 +19,9 @@ from gen_platform.tracking.model_card import model_card
 from gen_platform.tracking.model_io import log_model
 
 METRIC_TAG = "selection_metric"
+# On the registered model: the data version its latest registration was trained and evaluated on, promoted or
+# not. A retrain on the same data would only repeat that evaluation.
+EVALUATED_DATA_TAG = "last_evaluated_data_version"
 
 
 @dataclass(frozen=True)
@@ -109,5 +112,21 @@ def register_run(params: PipelineParams, model_dir: Path, run_id: str, scores: d
     card = model_card(params, scores, data_version, run_id, sample_grid="samples.png")
     with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         mlflow.log_text(card, "model_card.md")
-        return register_and_promote(model_dir, params.registered_model_name, params.registry.alias, metric,
-                                    scores[metric], params.registry.min_improvement, description=card)
+        decision = register_and_promote(model_dir, params.registered_model_name, params.registry.alias, metric,
+                                        scores[metric], params.registry.min_improvement, description=card)
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(decision.model_name, decision.version, "data_version", data_version)
+    client.set_registered_model_tag(decision.model_name, EVALUATED_DATA_TAG, data_version)
+    return decision
+
+
+def retrain_needed(name: str, current_data_version: str) -> tuple[bool, str]:
+    """Whether a retrain of `name` on `current_data_version` could change anything, and why."""
+    try:
+        last = mlflow.MlflowClient().get_registered_model(name).tags.get(EVALUATED_DATA_TAG)
+    except mlflow.exceptions.MlflowException:
+        last = None
+    if last == current_data_version:
+        return False, (f"skipped: the latest version of {name} was trained and evaluated on the current data "
+                       f"({current_data_version}), promoted or not")
+    return True, f"data changed ({last} → {current_data_version})"

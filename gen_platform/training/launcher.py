@@ -11,7 +11,7 @@ from gen_platform.config import PipelineParams
 from gen_platform.data.arrays import ImageArrays
 from gen_platform.errors import GenPlatformError
 from gen_platform.evaluation.classifier import SavedClassifier
-from gen_platform.models import get_family
+from gen_platform.models import Family, get_family
 from gen_platform.training.hooks import EpochHook
 from gen_platform.training.loop import TrainingInputs, train_loop_per_worker
 from gen_platform.training.runtime import ensure_ray
@@ -47,12 +47,14 @@ def resolve_use_gpu(use_gpu: bool | str, num_workers: int) -> bool:
 
 def build_trainer(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: str, root: Path,
                   classifier: SavedClassifier | None = None, hooks: tuple[EpochHook, ...] = (),
-                  callbacks: list | None = None, log_level: str = "WARNING") -> Any:
-    """The TorchTrainer for one training (also what each Tune trial runs)."""
+                  callbacks: list | None = None, log_level: str = "WARNING", family: Family | None = None) -> Any:
+    """The TorchTrainer for one training (also what each multi-worker Tune trial runs, passing its `family`:
+    a trial runs in a Ray worker, whose registry lacks families registered at run time)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    inputs = TrainingInputs(params, get_family(params.model.family), train.images, val.images, classifier, hooks)
+    inputs = TrainingInputs(params, family or get_family(params.model.family), train.images, val.images, classifier,
+                            hooks)
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"inputs": inputs},

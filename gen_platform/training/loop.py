@@ -1,4 +1,5 @@
-"""Per-worker training loop for Ray Train: unpack the inputs, plain PyTorch, report.
+"""The training loop: unpack the inputs, plain PyTorch, report. It runs in every Ray Train worker, or alone
+as a single-process Tune trial (a `session` says which).
 
 Family-agnostic: the family's `Recipe` knows how to train one epoch and how to validate. The loop knows
 nothing of MLflow, DVC or Prefect: it reports metrics and a checkpoint every epoch, and resumes from the
@@ -60,27 +61,55 @@ def _format(record: dict[str, float], epochs: int, keys: tuple[str, ...]) -> str
     return f"epoch {record['epoch']}/{epochs}  {shown}  {record['images_per_second']:.0f} img/s"
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    import ray.train
-    import ray.train.torch
+class TrainSession:
+    """The loop inside a Ray Train worker group: DDP across workers, reports to the Train controller."""
 
-    _quiet_report_log()
-    inputs: TrainingInputs = config["inputs"]
+    def __init__(self) -> None:
+        import ray.train
+        import ray.train.torch
+
+        _quiet_report_log()
+        context = ray.train.get_context()
+        self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.prepare_model = ray.train.torch.prepare_model
+        self.get_checkpoint, self.report, self.checkpoint_type = ray.train.get_checkpoint, ray.train.report, ray.train.Checkpoint
+
+
+class TuneSession:
+    """The loop as a single-process Tune trial: no controller, no worker group, reports straight to Tune."""
+
+    rank, world_size = 0, 1
+
+    def __init__(self, use_gpu: bool) -> None:
+        from ray import tune
+
+        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.get_checkpoint, self.report, self.checkpoint_type = tune.get_checkpoint, tune.report, tune.Checkpoint
+
+    def prepare_model(self, module: torch.nn.Module) -> torch.nn.Module:
+        return module.to(self.device)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """The Ray Train entry point."""
+    run_epochs(config["inputs"], TrainSession())
+
+
+def run_epochs(inputs: TrainingInputs, session: TrainSession | TuneSession) -> None:
     params, family, hooks = inputs.params, inputs.family, inputs.hooks
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
+    rank, world_size, device = session.rank, session.world_size, session.device
     torch.set_num_threads(max(1, int(params.train.cpus_per_worker)))
     torch.manual_seed(params.train.seed)
-    device = ray.train.torch.get_device()
     architecture = family.architecture_from(params.data, params.model.settings)
     model = family.build(architecture).to(device)
-    wrap = accelerated(ray.train.torch.prepare_model, device, params.train.precision, params.train.channels_last,
+    wrap = accelerated(session.prepare_model, device, params.train.precision, params.train.channels_last,
                        params.train.compile)
     recipe = family.recipe(model, params.model.settings, wrap, device)
     features = FeatureModule(inputs.classifier.load()).to(device) if inputs.classifier else None
 
     start_epoch, history, snapshots = 0, [], []
-    checkpoint = ray.train.get_checkpoint()
+    checkpoint = session.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state, _ = load_checkpoint(directory)
@@ -119,7 +148,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             with tempfile.TemporaryDirectory() as directory:
                 state = recipe.state_dict() | {"epoch": epoch, "history": history, "snapshots": snapshots}
                 save_checkpoint(directory, state, asdict(architecture), family=family.name)
-                ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(directory))
+                session.report(record, checkpoint=session.checkpoint_type.from_directory(directory))
             _progress(_format(record, params.train.epochs, recipe.progress))
         else:
-            ray.train.report(record)
+            session.report(record)

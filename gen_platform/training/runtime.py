@@ -15,6 +15,7 @@ PROGRESS_LINES = r"^(epoch \d+/\d+ |resumed from the checkpoint)"  # the loop's 
 os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", PROGRESS_LINES)
 EXPECTED_NOISE = (
     r"PYTHON worker processes have been started on node",  # Tune's 0.01-CPU trial drivers, by design
+    r"Checkpoint successfully created at: Checkpoint\(",  # every epoch of every single-process trial
     r"Actor with class name: 'PreemptionWatcher'",  # Train V2 logs it at ERROR for every run
     r"Detected that the Ray Train controller actor \(\w+\) is dead",  # a trial stopped by ASHA
     r"Exception ignored in: <function WeakSet", r"_weakrefset\.py", r"def _remove\(item, selfref",

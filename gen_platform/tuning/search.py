@@ -1,25 +1,29 @@
-"""Hyperparameter search with Ray Tune: every trial is one Ray Train training, ASHA stops weak trials early.
+"""Hyperparameter search with Ray Tune: ASHA stops weak trials early, and every trial is accounted for.
 
-A trial is a Tune driver function that itself starts a Train controller and Train workers. The driver holds
-(almost) no CPU, the workers a fraction of one, and at most as many trials run at once as their workers fit
-on the cluster; otherwise a trial's driver holds CPUs its own workers wait for (docs/troubleshooting.md).
+A trial with one worker (the default) is a plain Tune function trainable: one process that runs the training
+loop and reports straight to Tune, so when ASHA stops it or it fails, Tune removes its process and its
+placement group itself and nothing else holds CPUs. A trial with several workers runs a Ray Train
+`TorchTrainer` from a 0.01-CPU driver (DDP inside the trial); see docs/troubleshooting.md for what that
+costs on a small machine.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from gen_platform.config import PipelineParams
 from gen_platform.data.arrays import ImageArrays
 from gen_platform.errors import GenPlatformError
 from gen_platform.evaluation.classifier import SavedClassifier
-from gen_platform.models import get_family
+from gen_platform.models import Family, get_family
 from gen_platform.training.runtime import ensure_ray  # at module load: it sets Ray's environment before Ray is imported
 
-DRIVER_CPU = 0.01  # a trial's driver only waits on its Train run
+DRIVER_CPU = 0.01  # the driver of a multi-worker trial only waits on its Train run
+TrialStatus = Literal["finished", "stopped", "failed"]
 
 
 @dataclass
@@ -28,8 +32,13 @@ class Trial:
     sample: dict[str, Any]  # the family settings Tune drew for this trial
     history: list[dict[str, float]]
     metric: float
-    stopped_early: bool
+    status: TrialStatus  # finished all epochs, stopped by ASHA, or failed (error, or cut by the time budget)
     checkpoint_path: str | None
+    error: str | None = None
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.status == "stopped"
 
 
 @dataclass
@@ -39,60 +48,101 @@ class SearchResult:
 
     @property
     def best(self) -> Trial:
-        finite = [t for t in self.trials if math.isfinite(t.metric)]
-        return min(finite, key=lambda t: t.metric)
+        usable = [t for t in self.trials if t.status != "failed" and math.isfinite(t.metric) and t.checkpoint_path]
+        if not usable:
+            raise GenPlatformError(f"no trial of the search finished: {self.counts()}; first error: "
+                                   f"{next((t.error for t in self.trials if t.error), 'none recorded')}")
+        return min(usable, key=lambda t: t.metric)
 
     @property
     def trial_epochs(self) -> int:
         return sum(len(t.history) for t in self.trials)
 
-
-def trial_params(params: PipelineParams, sample: dict[str, Any]) -> PipelineParams:
-    """The pipeline params of one trial: its sampled family settings, the search's epochs and trial resources."""
-    train = {"epochs": params.tune.max_epochs, "num_workers": params.tune.workers_per_trial,
-             "cpus_per_worker": params.tune.cpus_per_worker}
-    return params.with_overrides({"model": {params.model.family: sample}, "train": train})
+    def counts(self) -> dict[str, int]:
+        return {status: sum(t.status == status for t in self.trials) for status in ("finished", "stopped", "failed")}
 
 
-def _trial(sample: dict[str, Any], setup: dict[str, Any]) -> None:
-    """One Tune trial: a full Ray Train training whose reports Tune sees through TuneReportCallback."""
+def trial_params(params: PipelineParams, sample: dict[str, Any], family: Family) -> PipelineParams:
+    """The pipeline params of one trial: its sampled family settings, the search's epochs and trial resources.
+    Built from `family` itself, not the registry: trials run in Ray workers, where a family registered at
+    run time (a plugin, a test) is unknown."""
+    settings = family.settings.model_validate(params.model.settings.model_dump() | sample)
+    train = params.train.model_copy(update={"epochs": params.tune.max_epochs, "num_workers": params.tune.workers_per_trial,
+                                            "cpus_per_worker": params.tune.cpus_per_worker})
+    return params.model_copy(update={"model": params.model.model_copy(update={family.name: settings}), "train": train})
+
+
+def _single_process_trial(sample: dict[str, Any], setup: dict[str, Any]) -> None:
+    from gen_platform.training.launcher import resolve_use_gpu
+    from gen_platform.training.loop import TrainingInputs, TuneSession, run_epochs
+
+    params = trial_params(setup["params"], sample, setup["family"])
+    inputs = TrainingInputs(params, setup["family"], setup["train"].images, setup["val"].images, setup["classifier"])
+    run_epochs(inputs, TuneSession(resolve_use_gpu(params.train.use_gpu, 1)))
+
+
+def _distributed_trial(sample: dict[str, Any], setup: dict[str, Any]) -> None:
+    """A Ray Train training whose reports Tune sees through TuneReportCallback."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from gen_platform.training.launcher import build_trainer
 
-    # ASHA ends trials by killing them, and each stopped trial's Train controller would warn, with a
-    # traceback, that its workers died; Tune reports a trial that really failed itself.
-    trainer = build_trainer(trial_params(setup["params"], sample), setup["train"], setup["val"],
+    trainer = build_trainer(trial_params(setup["params"], sample, setup["family"]), setup["train"], setup["val"],
                             run_name=f"trial-{tune.get_context().get_trial_id()}", root=setup["root"],
-                            classifier=setup["classifier"], callbacks=[TuneReportCallback()], log_level="ERROR")
-    trainer.fit()  # a trial that ASHA stops is ended here by Tune
+                            classifier=setup["classifier"], callbacks=[TuneReportCallback()], log_level="ERROR",
+                            family=setup["family"])
+    trainer.fit()
+
+
+def _recording_asha(record: Path, **settings: Any) -> Any:
+    """ASHA that writes down the trials it stopped (to `record`, so the list survives a resumed search): a
+    stop is never confused with a failure."""
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    class RecordingASHA(ASHAScheduler):
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+            decision = super().on_trial_result(tune_controller, trial, result)
+            if decision == TrialScheduler.STOP:
+                record.write_text(json.dumps(sorted(set(_stopped_by_asha(record)) | {trial.trial_id})))
+            return decision
+
+    record.parent.mkdir(parents=True, exist_ok=True)
+    return RecordingASHA(**settings)
+
+
+def _stopped_by_asha(record: Path) -> list[str]:
+    return json.loads(record.read_text()) if record.exists() else []
 
 
 def run_search(params: PipelineParams, train: ImageArrays, val: ImageArrays, root: Path,
                classifier: SavedClassifier | None = None, name: str = "search", space: dict[str, Any] | None = None,
-               max_concurrent: int | None = None, early_stopping: bool = True,
-               reduction_factor: int = 2) -> SearchResult:
+               max_concurrent: int | None = None, early_stopping: bool = True, reduction_factor: int = 2,
+               callbacks: list | None = None, resume: bool = False) -> SearchResult:
     """Search `space` (default: the family's) as `params.tune` says, with ASHA on the family's β-independent
-    metric (`early_stopping=False`: every trial runs all epochs, e.g. for a reference grid)."""
+    metric (`early_stopping=False`: every trial runs all epochs, e.g. for a reference grid). `callbacks` are
+    Tune callbacks (e.g. live MLflow child runs). `resume`: continue the interrupted search called `name`
+    with Tune's restore (its finished trials are kept, its unfinished ones resume from their checkpoints;
+    the callbacks and scheduler are the ones it started with)."""
     import ray
     from ray import tune
     from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
-    from ray.tune.schedulers import ASHAScheduler
 
-    from gen_platform.training.launcher import storage_path
+    from gen_platform.training.launcher import resolve_use_gpu, storage_path
 
     ensure_ray()
     family, settings = get_family(params.model.family), params.tune
-    per_trial = settings.workers_per_trial * settings.cpus_per_worker + DRIVER_CPU
+    single = settings.workers_per_trial == 1
+    per_trial = settings.cpus_per_worker if single else settings.workers_per_trial * settings.cpus_per_worker + DRIVER_CPU
     cluster_cpus = ray.cluster_resources().get("CPU", 0)
     if per_trial > cluster_cpus:
-        raise GenPlatformError(f"tune.workers_per_trial × tune.cpus_per_worker + {DRIVER_CPU} = {per_trial:.2f} CPUs "
-                               f"per trial, but the Ray cluster has {cluster_cpus:g}; lower them")
+        raise GenPlatformError(f"a trial needs {per_trial:.2f} CPUs (tune.workers_per_trial × tune.cpus_per_worker"
+                               f"{'' if single else f' + {DRIVER_CPU}'}), but the Ray cluster has {cluster_cpus:g}; lower them")
     concurrency = max_concurrent or max(1, int(cluster_cpus // per_trial))
     grace = min(settings.grace_epochs or family.grace_epochs, settings.max_epochs)
-    scheduler = ASHAScheduler(time_attr="epoch", max_t=settings.max_epochs, reduction_factor=reduction_factor,
-                              grace_period=grace) if early_stopping else None
+    record = root / ".tune" / f"{name}.asha_stopped.json"
+    scheduler = _recording_asha(record, time_attr="epoch", max_t=settings.max_epochs,
+                                reduction_factor=reduction_factor, grace_period=grace) if early_stopping else None
     if settings.optuna:
         from ray.tune.search.optuna import OptunaSearch
 
@@ -101,26 +151,46 @@ def run_search(params: PipelineParams, train: ImageArrays, val: ImageArrays, roo
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         search_alg = BasicVariantGenerator(random_state=settings.seed)
-    setup = {"params": params, "train": train, "val": val, "root": root, "classifier": classifier}
-    tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(_trial, setup=setup), {"cpu": DRIVER_CPU}),
+    setup = {"params": params, "family": family, "train": train, "val": val, "root": root, "classifier": classifier}
+    if single:
+        gpu = 1 if resolve_use_gpu(params.train.use_gpu, 1) else 0
+        trainable = tune.with_resources(tune.with_parameters(_single_process_trial, setup=setup),
+                                        {"cpu": settings.cpus_per_worker, "gpu": gpu})
+    else:
+        trainable = tune.with_resources(tune.with_parameters(_distributed_trial, setup=setup), {"cpu": DRIVER_CPU})
+    experiment = f"{storage_path(params, root).rstrip('/')}/{name}"
+    if resume and not tune.Tuner.can_restore(experiment):
+        raise GenPlatformError(f"{experiment}: no interrupted search to resume there")
+    tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True) if resume else tune.Tuner(
+        trainable,
         param_space=space or family.search_space(),
         tune_config=tune.TuneConfig(metric=family.selection_metric, mode="min", scheduler=scheduler,
                                     search_alg=search_alg, num_samples=settings.trials,
                                     max_concurrent_trials=concurrency, time_budget_s=settings.time_budget_s),
-        run_config=tune.RunConfig(name=name, storage_path=storage_path(params, root), verbose=0),
+        run_config=tune.RunConfig(name=name, storage_path=storage_path(params, root), verbose=0,
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=callbacks),
     )
     grid = tuner.fit()
     result = SearchResult(family.selection_metric)
-    for trial_result in grid:
+    stopped = set(_stopped_by_asha(record))
+    for index, trial_result in enumerate(grid):
+        metrics = trial_result.metrics or {}
         frame = trial_result.metrics_dataframe
         history = [] if frame is None else [
             {k: float(v) for k, v in row.items() if k == "epoch" or k.startswith(("train_", "val_"))}
             for row in frame.to_dict("records")]
-        last = history[-1].get(result.metric, math.nan) if history else math.nan
-        result.trials.append(Trial(
-            trial_id=str((trial_result.metrics or {}).get("trial_id", len(result.trials))),
-            sample=dict(trial_result.config), history=history, metric=float(last),
-            stopped_early=len(history) < settings.max_epochs,
-            checkpoint_path=(trial_result.metrics or {}).get(CHECKPOINT_PATH_KEY)))
+        trial_id = str(metrics.get("trial_id") or Path(trial_result.path).name or index)
+        if trial_result.error is None and len(history) >= settings.max_epochs:
+            status, error = "finished", None
+        elif trial_result.error is None and trial_id in stopped:
+            status, error = "stopped", None
+        else:
+            status = "failed"
+            error = (str(trial_result.error).strip().splitlines() or ["error"])[-1] if trial_result.error else (
+                f"ended after {len(history)} of {settings.max_epochs} epochs without being stopped by ASHA "
+                f"(cut by tune.time_budget_s = {settings.time_budget_s} s?)")
+        checkpoint = trial_result.checkpoint.path if trial_result.checkpoint else metrics.get(CHECKPOINT_PATH_KEY)
+        result.trials.append(Trial(trial_id, dict(trial_result.config), history,
+                                   float(history[-1].get(result.metric, math.nan)) if history else math.nan,
+                                   status, checkpoint, error))
     return result

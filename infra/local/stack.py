@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -88,7 +89,7 @@ def _wait_deployments(names: list[str], since: float, timeout: float = 180) -> N
                 with urllib.request.urlopen(f"{api}/deployments/name/{name}", timeout=3) as response:
                     deployment = json.loads(response.read())
                 polled = deployment.get("last_polled")
-                fresh = polled and time.mktime(time.strptime(polled[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone >= since - 5
+                fresh = polled and datetime.fromisoformat(polled.replace("Z", "+00:00")).timestamp() >= since - 5
                 ready += bool(fresh and not deployment.get("paused"))
             except (OSError, urllib.error.URLError, ValueError):
                 pass

@@ -144,7 +144,7 @@ def test_retrain_skips_unchanged_data_then_retrains_a_new_version(stack):
     skipped = _run(urls["prefect"], "retrain/retrain", {})
     assert skipped["state_type"] == "COMPLETED"
     decision = _artifact(urls["prefect"], skipped["id"], "retrain-decision")
-    assert "skipped: the champion of vae-digits was trained on the current data" in decision
+    assert "skipped: the latest version of vae-digits was trained and evaluated on the current data" in decision
     assert len(_registry(urls, "vae-digits")[1]) == 1
 
     raw = workspace / "data" / "raw" / "digits.npz"
@@ -165,6 +165,10 @@ def test_retrain_skips_unchanged_data_then_retrains_a_new_version(stack):
 
     md5 = yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
     assert client.get_run(newest.run_id).data.tags["data_version"] == md5
+
+    again = _run(urls["prefect"], "retrain/retrain", {})  # promoted or not, the new data was evaluated once
+    assert "skipped: the latest version" in _artifact(urls["prefect"], again["id"], "retrain-decision")
+    assert len(_registry(urls, "vae-digits")[1]) == 2
 
 
 def test_custom_run_from_the_prefect_ui(stack):

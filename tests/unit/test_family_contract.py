@@ -8,14 +8,16 @@ import pytest
 
 from gen_platform import stages
 from gen_platform.config import parse_params
+from gen_platform.errors import GenPlatformError
 from gen_platform.models import FAMILIES, register_family
 from gen_platform.tracking.model_io import load_generator
+from gen_platform.tuning.search import run_search
 from gen_platform.workspace import Workspace
 from tests.unit import toy_family
 
 
 @pytest.fixture()
-def toy(monkeypatch):
+def toy(monkeypatch, tmp_path):
     monkeypatch.setitem(FAMILIES, "toy", register_family(toy_family.FAMILY))
     cloudpickle.register_pickle_by_value(toy_family)  # Ray workers need not import the tests package
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -24,18 +26,23 @@ def toy(monkeypatch):
     cloudpickle.unregister_pickle_by_value(toy_family)
 
 
-def test_a_registered_family_trains_evaluates_and_registers(toy, tmp_path):
-    import mlflow
-    import ray
-
+def _prepared(tmp_path, **sections):
     params = parse_params({"model": {"family": "toy", "toy": {"learning_rate": 0.5}},
                            "train": {"epochs": 2, "num_workers": 1},
                            "evaluate": {"metric_samples": 100, "nll_importance_samples": 1},
-                           "classifier": {"epochs": 1}})
+                           "classifier": {"epochs": 1}, **sections})
     ws = Workspace.at(tmp_path)
     stages.import_dataset("digits", ws)
     for stage in (stages.prepare, stages.validate, stages.features):
         stage(params, ws)
+    return params, ws
+
+
+def test_a_registered_family_trains_evaluates_and_registers(toy, tmp_path):
+    import mlflow
+    import ray
+
+    params, ws = _prepared(tmp_path)
     try:
         stages.train(params, ws)
     finally:
@@ -52,3 +59,36 @@ def test_a_registered_family_trains_evaluates_and_registers(toy, tmp_path):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_bce")] == [1, 2]
     model = load_generator("models:/toy-digits@champion")
     assert isinstance(model, toy_family.PixelMeans) and model.sample(3).shape == (3, 1, 8, 8)
+
+
+@pytest.mark.integration  # three searches: the slow tier
+def test_a_failed_trial_is_reported_as_failed_never_as_stopped(toy, tmp_path):
+    """The toy's search space crosses `crash` False/True: one trial trains, the other raises in its first epoch.
+    A search whose every trial failed has no best trial; an Optuna search runs as well as a random one."""
+    import mlflow
+    import ray
+    from ray import tune
+
+    params, ws = _prepared(tmp_path, tune={"trials": 1, "max_epochs": 2})
+    try:
+        summary = stages.tune(params, ws)
+        splits = ws.load_splits()
+        all_crash = run_search(params, splits["train"], splits["val"], ws.root, name="all-crash",
+                               space={"crash": True, "learning_rate": 0.1})
+        optuna = run_search(params.with_overrides({"tune": {"trials": 3, "optuna": True}}), splits["train"],
+                            splits["val"], ws.root, name="optuna", space={"learning_rate": tune.loguniform(0.01, 1.0)})
+    finally:
+        ray.shutdown()
+    assert optuna.counts()["failed"] == 0 and len({t.sample["learning_rate"] for t in optuna.trials}) == 3
+    assert all_crash.counts() == {"finished": 0, "stopped": 0, "failed": 1}
+    with pytest.raises(GenPlatformError, match=r"no trial of the search finished: .*toy family asked to crash"):
+        all_crash.best
+    assert (summary["trials"], summary["trials_failed"], summary["trials_stopped"]) == (2, 1, 0)
+    client = mlflow.MlflowClient()
+    children = client.search_runs([client.get_run(summary["parent_run_id"]).info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{summary['parent_run_id']}'")
+    by_status = {child.info.status: child for child in children}
+    assert set(by_status) == {"FINISHED", "FAILED"}
+    failed = by_status["FAILED"]
+    assert failed.data.tags["trial_status"] == "failed" and failed.data.tags["asha_stopped"] == "False"
+    assert "toy family asked to crash" in failed.data.tags["error"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import contextlib
 import threading
-import time
 
 import mlflow
 import pytest
@@ -51,23 +51,56 @@ def test_worse_model_never_replaces_the_champion(store):
 
 
 def test_concurrent_registrations_leave_the_better_champion(store, monkeypatch):
+    """The better model reads the champion first and holds there until the worse one has reached the
+    promotion lock. With the lock the worse one waits, then sees the new champion; without it, it would read
+    the old champion (30) and promote itself."""
     _register(store, 30.0)
-    read = registry.current_champion
+    better_read, worse_at_lock = threading.Event(), threading.Event()
+    read, lock = registry.current_champion, registry.promotion_lock
 
-    def slow_read(*args):
+    def read_then_hold(*args):
         found = read(*args)
-        time.sleep(1.0)  # widen the window between reading the champion and moving the alias
+        if threading.current_thread().name == "better":
+            better_read.set()
+            assert worse_at_lock.wait(30), "the worse registration never reached the promotion step"
         return found
 
-    monkeypatch.setattr(registry, "current_champion", slow_read)
+    @contextlib.contextmanager
+    def observed_lock(name):
+        if threading.current_thread().name == "worse":
+            worse_at_lock.set()
+        with lock(name):
+            yield
+
+    monkeypatch.setattr(registry, "current_champion", read_then_hold)
+    monkeypatch.setattr(registry, "promotion_lock", observed_lock)
     decisions = {}
-    better = threading.Thread(target=lambda: decisions.__setitem__("better", _register(store, 20.0)))
-    worse = threading.Thread(target=lambda: decisions.__setitem__("worse", _register(store, 25.0)))
+    better = threading.Thread(name="better", target=lambda: decisions.__setitem__("better", _register(store, 20.0)))
+    worse = threading.Thread(name="worse", target=lambda: decisions.__setitem__("worse", _register(store, 25.0)))
     better.start()
-    time.sleep(0.3)
+    assert better_read.wait(30)
     worse.start()
     better.join()
     worse.join()
     assert decisions["better"].promoted
     assert not decisions["worse"].promoted and decisions["worse"].champion == 20.0
     assert _champion()[1] == 20.0
+
+
+def test_a_retrain_that_did_not_promote_is_not_repeated_on_the_same_data(store):
+    from gen_platform.config import parse_params
+
+    params = parse_params({})  # vae-digits
+    runs = []
+    for _ in range(2):
+        with mlflow.start_run() as training:
+            runs.append(training.info.run_id)
+    assert registry.register_run(params, store, runs[0], {"val_neg_elbo": 30.0}, "data-a").promoted
+    assert registry.retrain_needed("vae-digits", "data-b")[0]  # new data: retrain
+    worse = registry.register_run(params, store, runs[1], {"val_neg_elbo": 31.0}, "data-b")
+    assert not worse.promoted
+    needed, reason = registry.retrain_needed("vae-digits", "data-b")
+    assert not needed and "promoted or not" in reason  # the same data again: nothing to gain
+    assert registry.retrain_needed("vae-digits", "data-c")[0]
+    version = mlflow.MlflowClient().get_model_version("vae-digits", worse.version)
+    assert version.tags["data_version"] == "data-b"

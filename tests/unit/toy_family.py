@@ -16,6 +16,7 @@ from gen_platform.settings import DataParams, EvaluateParams, Section
 
 class ToyParams(Section):
     learning_rate: float = Field(0.1, gt=0)
+    crash: bool = Field(False, description="training raises: a trial that fails")
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,12 @@ class ToyRecipe:
     progress = ("train_bce", "val_bce")
 
     def __init__(self, model: PixelMeans, settings: ToyParams, wrap: Any, device: torch.device):
-        self.model, self.parallel_model = model, wrap(model)
+        self.model, self.parallel_model, self.crash = model, wrap(model), settings.crash
         self.optimizer = torch.optim.SGD(self.parallel_model.parameters(), lr=settings.learning_rate)
 
     def train_epoch(self, batches: Iterable[torch.Tensor]) -> dict[str, float]:
+        if self.crash:
+            raise RuntimeError("toy family asked to crash")
         total, images = 0.0, 0
         for batch in batches:
             loss = self.parallel_model(batch)
@@ -86,7 +89,7 @@ def score(model: PixelMeans, val: torch.Tensor, test: torch.Tensor, settings: Ev
 def search_space() -> dict[str, Any]:
     from ray import tune
 
-    return {"learning_rate": tune.loguniform(0.01, 1.0)}
+    return {"learning_rate": tune.loguniform(0.01, 1.0), "crash": tune.grid_search([False, True])}
 
 
 FAMILY = Family(name="toy", settings=ToyParams, architecture=ToyArchitecture, architecture_from=architecture_from,

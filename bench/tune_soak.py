@@ -1,0 +1,117 @@
+"""Soak test of searches: consecutive 8-trial searches of each family, each in a fresh Ray runtime and back
+to back in one runtime, on this machine. Criteria: every search finishes with no failed trial, no placement
+group is left after a search, no Train worker group timed out, and the slowest search takes at most 1.5×
+the median of its family and mode. Writes bench/results/tune_soak.json.
+
+    python -m bench.tune_soak            (part of `make bench`; tests/integration/test_search_soak.py runs a short form)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gen_platform.config import parse_params
+from gen_platform.data.sources import digits
+from gen_platform.data.splits import split_dataset
+from gen_platform.evaluation.classifier import ClassifierArchitecture, SavedClassifier, train_classifier
+from gen_platform.training.runtime import ensure_ray
+from gen_platform.tuning.search import run_search
+
+RESULT = Path(__file__).parent / "results" / "tune_soak.json"
+MODES = ("fresh runtime", "one runtime")
+SLOWEST_OVER_MEDIAN = 1.5
+
+
+def leaked_placement_groups(timeout: float = 20.0) -> int:
+    """Placement groups not yet removed, after giving Tune `timeout` seconds to remove those of ended trials."""
+    from ray.util.state import list_placement_groups
+
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [group for group in list_placement_groups(limit=10_000) if group.state != "REMOVED"]
+        if not alive or time.monotonic() > deadline:
+            return len(alive)
+        time.sleep(0.5)
+
+
+def startup_timeouts() -> int:
+    """`WorkerGroupStartupTimeoutError`s in this runtime's session logs."""
+    import ray
+
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    return sum(path.read_text(errors="replace").count("WorkerGroupStartupTimeoutError")
+               for path in logs.rglob("*") if path.is_file() and path.suffix in {".log", ".err", ".out"})
+
+
+def one_search(family: str, mode: str, index: int, splits: dict, classifier: SavedClassifier, root: Path,
+               trials: int, epochs: int) -> dict[str, Any]:
+    params = parse_params({"model": {"family": family}, "tune": {"trials": trials, "max_epochs": epochs,
+                                                               "seed": index}})
+    started = time.perf_counter()
+    search = run_search(params, splits["train"], splits["val"], root, classifier, name=f"soak-{family}-{mode.split()[0]}-{index}")
+    wall = time.perf_counter() - started
+    return {"family": family, "mode": mode, "search": index, "wall_seconds": round(wall, 1), **search.counts(),
+            "trial_epochs": search.trial_epochs, "leaked_placement_groups": leaked_placement_groups(),
+            "errors": [t.error for t in search.trials if t.error]}
+
+
+def soak(families: tuple[str, ...] = ("vae", "gan"), searches: int = 5, modes: tuple[str, ...] = MODES,
+         trials: int = 8, epochs: int = 4) -> dict[str, Any]:
+    import ray
+
+    splits = split_dataset(digits(), 0, 0.1, 0.1)
+    classifier = SavedClassifier.of(train_classifier(splits["train"], ClassifierArchitecture(8, 1, 10), 2, 128, 1e-3, 0))
+    records, summaries = [], []
+    with tempfile.TemporaryDirectory() as root:
+        for family in families:
+            for mode in modes:
+                ray.shutdown()
+                ensure_ray()
+                group = []
+                for index in range(searches):
+                    if mode == "fresh runtime" and index:
+                        ray.shutdown()
+                        ensure_ray()
+                    record = one_search(family, mode, index, splits, classifier, Path(root), trials, epochs)
+                    record["startup_timeouts_in_logs"] = startup_timeouts()
+                    print(json.dumps(record), flush=True)
+                    group.append(record)
+                walls = [r["wall_seconds"] for r in group]
+                median = statistics.median(walls)
+                summaries.append({
+                    "family": family, "mode": mode, "searches": len(group), "median_wall_seconds": median,
+                    "min_wall_seconds": min(walls), "max_wall_seconds": max(walls),
+                    "slowest_over_median": round(max(walls) / median, 3),
+                    "trials_finished": sum(r["finished"] for r in group), "trials_stopped": sum(r["stopped"] for r in group),
+                    "trials_failed": sum(r["failed"] for r in group),
+                    "leaked_placement_groups": sum(r["leaked_placement_groups"] for r in group),
+                    "startup_timeouts_in_logs": max(r["startup_timeouts_in_logs"] for r in group)})
+                records += group
+    ray.shutdown()
+    met = all(s["trials_failed"] == 0 and s["leaked_placement_groups"] == 0 and s["startup_timeouts_in_logs"] == 0
+              and s["slowest_over_median"] <= SLOWEST_OVER_MEDIAN for s in summaries)
+    return {"benchmark": "tune_soak", "trials_per_search": trials, "max_epochs": epochs,
+            "criteria": f"no failed trial, no leaked placement group, no worker-group start-up timeout, slowest "
+                        f"search ≤ {SLOWEST_OVER_MEDIAN}× the median (per family and mode)",
+            "criteria_met": met, "summaries": summaries, "searches": records}
+
+
+def main() -> None:
+    import os
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--searches", type=int, default=5, help="searches per family and mode")
+    args = parser.parse_args()
+    result = soak(searches=args.searches) | {"machine": f"{os.cpu_count()} CPUs"}
+    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["summaries"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
