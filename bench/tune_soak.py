@@ -30,11 +30,13 @@ SLOWEST_OVER_MEDIAN = 1.5
 
 def leaked_placement_groups(timeout: float = 20.0) -> int:
     """Placement groups not yet removed, after giving Tune `timeout` seconds to remove those of ended trials."""
+    import ray
     from ray.util.state import list_placement_groups
 
+    address = ray.get_runtime_context().gcs_address  # this runtime's, even when others run on the machine
     deadline = time.monotonic() + timeout
     while True:
-        alive = [group for group in list_placement_groups(limit=10_000) if group.state != "REMOVED"]
+        alive = [group for group in list_placement_groups(address=address, limit=10_000) if group.state != "REMOVED"]
         if not alive or time.monotonic() > deadline:
             return len(alive)
         time.sleep(0.5)
