@@ -37,6 +37,7 @@ bench: setup
 	python -m bench.quality
 	python -m bench.tune_efficiency
 	python -m bench.tune_soak
+	python -m bench.stack_load
 
 # Prefect server, MLflow server, Ray head and the deployments' serve process, on 127.0.0.1.
 stack-up: setup
@@ -46,4 +47,4 @@ stack-down:
 	$(BIN)/python infra/local/stack.py down
 
 clean:
-	rm -rf data/prepared models reports metrics ray_results mlartifacts mlflow.db
+	rm -rf data/prepared models reports metrics ray_results mlartifacts mlflow.db runs

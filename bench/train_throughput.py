@@ -14,6 +14,7 @@ in rounds (plain, Ray, Ray DDP, plain, ...) so that machine drift hits both. Two
 
 from __future__ import annotations
 
+from dataclasses import asdict
 import json
 import os
 import platform
@@ -53,7 +54,7 @@ def plain_loop(params: PipelineParams, train: ImageArrays, val: ImageArrays) -> 
             stats = recipe.train_epoch(batch for (batch,) in loader)
             rates.append(stats["images"] / (time.perf_counter() - started))
             recipe.validate(val_images, params.evaluate.batch_size, 0, 1, params.train.seed)
-            save_checkpoint(directory, recipe.state_dict() | {"epoch": epoch}, config.to_dict(), "vae")
+            save_checkpoint(directory, recipe.state_dict() | {"epoch": epoch}, asdict(architecture), "vae")
             cycles.append(time.perf_counter() - started)
     return rates, statistics.median(cycles[WARMUP:])
 

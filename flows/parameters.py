@@ -6,16 +6,13 @@ rejects a bad value (HTTP 409) before a run exists; `extra="forbid"` rejects mis
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from gen_platform.config import PipelineParams, params_for
 from gen_platform.data.sources import BUILTIN_DATASETS
-from gen_platform.errors import ConfigError
 from gen_platform.models import FAMILIES
 
 # The run form's choices come from the registries, so a new family or built-in dataset appears in the UI.
@@ -48,10 +45,3 @@ class TuneRequest(BaseModel):
     trials: int = Field(8, ge=1, le=256, description="number of trials")
     epochs: int = Field(4, ge=1, le=1000, description="epoch budget of the longest trial (ASHA max_t)")
 
-
-def resolve_data_revision(root: Path, revision: str) -> str:
-    """The DVC md5 recorded in data.dvc at `revision`; a clear error if it does not resolve."""
-    shown = subprocess.run(["git", "show", f"{revision}:data.dvc"], cwd=root, capture_output=True, text=True)
-    if shown.returncode != 0:
-        raise ConfigError(f"data_revision: {revision!r} does not resolve to a commit with data.dvc in {root}")
-    return str(yaml.safe_load(shown.stdout)["outs"][0]["md5"])

@@ -1,4 +1,5 @@
-"""Prefect flows: thin compositions of the library's stage functions.
+"""Prefect flows: thin compositions of the library's stage functions. Each flow run works in a workspace of
+its own (`runs/<flow-run-id>/`, `flows/workspaces.py`), so concurrent runs never share a file.
 
 - `train`: one training of a family on a dataset (optionally at a data revision), with overrides.
 - `tune`: a Ray Tune search; the best trial is registered under the champion rule.
@@ -11,31 +12,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+from pathlib import Path
 from typing import Any, Literal
 
-from prefect import flow, task
-from prefect.cache_policies import NONE
+from prefect import flow
+from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows import tasks
-from flows.parameters import DatasetName, FamilyName, TrainRequest, TuneRequest, resolve_data_revision
+from flows.parameters import DatasetName, FamilyName, TrainRequest, TuneRequest
+from flows.workspaces import run_workspace
 from gen_platform.workspace import Workspace
 from gen_platform.config import PipelineParams, deep_merge, params_for, parse_override
 from gen_platform.models import FAMILIES
 
-ROOT = "."  # deployments run in the repository root (the serve process's working directory)
-
-
-@task(name="check out data revision", cache_policy=NONE, retries=2, retry_delay_seconds=5)
-def checkout_data(workspace: Workspace, revision: str) -> str:
-    """data/raw as recorded in data.dvc at `revision` (from the DVC cache or remote)."""
-    md5 = resolve_data_revision(workspace.root, revision)
-    subprocess.run(["git", "checkout", revision, "--", "data.dvc"], cwd=workspace.root, check=True)
-    pulled = subprocess.run(["dvc", "checkout", "data.dvc"], cwd=workspace.root, capture_output=True, text=True)
-    if pulled.returncode != 0:
-        subprocess.run(["dvc", "pull", "data.dvc"], cwd=workspace.root, check=True)
-    return md5
+ROOT = "."  # the repository: the serve process's working directory
 
 
 def _train_pipeline(params: PipelineParams, workspace: Workspace, title: str) -> dict[str, Any]:
@@ -47,17 +38,15 @@ def _train_pipeline(params: PipelineParams, workspace: Workspace, title: str) ->
     registration = tasks.register(params, workspace)
     run_id = json.loads(workspace.run_file.read_text())["run_id"]
     tasks.publish(workspace, title, scores, registration, run_id)
-    return registration
+    return registration | {"workspace": str(workspace.root)}
 
 
 @flow(name="train", flow_run_name="train {request.family}-{request.dataset}", log_prints=True)
 def train_flow(request: TrainRequest = TrainRequest(), root: str = ROOT) -> dict[str, Any]:
     """prepare → validate → features → train → evaluate → register, then a report artifact."""
-    workspace = Workspace.at(root)
-    params = request.params(workspace.root)  # a bad parameter fails here, before any work
-    if request.data_revision:
-        checkout_data(workspace, request.data_revision)
-    return _train_pipeline(params, workspace, f"train {params.registered_model_name}")
+    params = request.params(Path(root))  # a bad parameter fails here, before any work
+    with run_workspace(root, flow_run.get_id(), params.data.dataset, request.data_revision) as workspace:
+        return _train_pipeline(params, workspace, f"train {params.registered_model_name}")
 
 
 def _tune_pipeline(params: PipelineParams, workspace: Workspace) -> dict[str, Any]:
@@ -68,15 +57,15 @@ def _tune_pipeline(params: PipelineParams, workspace: Workspace) -> dict[str, An
     counts = {key: summary[key] for key in ("trials_finished", "trials_stopped", "trials_failed")}
     tasks.publish(workspace, f"tune {params.registered_model_name}", {summary["metric"]: summary["best_value"], **counts},
                   summary["registration"], summary["parent_run_id"])
-    return summary
+    return summary | {"workspace": str(workspace.root)}
 
 
 @flow(name="tune", flow_run_name="tune {request.family}-{request.dataset} ({request.trials} trials)", log_prints=True)
 def tune_flow(request: TuneRequest = TuneRequest(), root: str = ROOT) -> dict[str, Any]:
-    workspace = Workspace.at(root)
-    params = params_for(workspace.root / "params.yaml", request.family, request.dataset,
+    params = params_for(Path(root) / "params.yaml", request.family, request.dataset,
                         {"tune": {"trials": request.trials, "max_epochs": request.epochs}})
-    return _tune_pipeline(params, workspace)
+    with run_workspace(root, flow_run.get_id(), params.data.dataset) as workspace:
+        return _tune_pipeline(params, workspace)
 
 
 class RetrainRequest(BaseModel):
@@ -98,20 +87,20 @@ def retrain_flow(request: RetrainRequest = RetrainRequest(), root: str = ROOT) -
     from gen_platform.tracking.registry import retrain_needed
     from gen_platform.tracking.store import tracking_uri
 
-    workspace = Workspace.at(root)
-    params = params_for(workspace.root / "params.yaml", request.family, request.dataset,
-                        {"tune": {"trials": request.trials}})
-    current = data_version(workspace.root)
-    mlflow.set_tracking_uri(tracking_uri(workspace.root))
+    repo = Path(root).resolve()
+    params = params_for(repo / "params.yaml", request.family, request.dataset, {"tune": {"trials": request.trials}})
+    current = data_version(repo)
+    mlflow.set_tracking_uri(tracking_uri(repo))
     needed, reason = retrain_needed(params.registered_model_name, current)
     if not needed:
         tasks.publish_decision(reason)
         return {"retrained": False, "reason": reason, "data_version": current}
     tasks.publish_decision(f"{reason}: retraining by {request.mode}")
-    if request.mode == "tune":
-        outcome = _tune_pipeline(params, workspace)["registration"]
-    else:
-        outcome = _train_pipeline(params, workspace, f"retrain {params.registered_model_name}")
+    with run_workspace(repo, flow_run.get_id(), params.data.dataset) as workspace:
+        if request.mode == "tune":
+            outcome = _tune_pipeline(params, workspace)["registration"]
+        else:
+            outcome = _train_pipeline(params, workspace, f"retrain {params.registered_model_name}")
     return {"retrained": True, "reason": reason, "data_version": current, "registration": outcome}
 
 

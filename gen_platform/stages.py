@@ -90,7 +90,7 @@ def _score(params: PipelineParams, ws: Workspace, model_dir: Path, run_id: str) 
     from gen_platform.tracking.runs import log_evaluation
 
     evaluation = evaluate_model(load_model_dir(model_dir), params, ws.load_splits(),
-                                SavedClassifier.read(ws.classifier_dir), ws.root)
+                                SavedClassifier.read(ws.classifier_dir), ws.repo)
     evaluation.scores["classifier_test_accuracy"] = read_json(ws.metrics("classifier"), "genp features")["test_accuracy"]
     for name, picture in evaluation.pictures.items():
         picture.save(ws.report(f"{name}.png"))
@@ -115,7 +115,7 @@ def _register(params: PipelineParams, ws: Workspace, model_dir: Path, run_id: st
     from gen_platform.tracking.registry import register_run
     from gen_platform.tracking.store import use_experiment
 
-    use_experiment(ws.root, params.registered_model_name)
+    use_experiment(ws.repo, params.registered_model_name)
     decision = register_run(params, model_dir, run_id, scores, data_version(ws.root))
     verb = "promoted to" if decision.promoted else "not promoted to"
     print(f"registered {decision.model_name} v{decision.version}, {verb} @{decision.alias}: {decision.reason} "

@@ -1,5 +1,6 @@
-"""Where a run reads and writes: the layout of a workspace (the repository root for `dvc repro`), and the
-small JSON files the stages hand to each other."""
+"""Where a run reads and writes: the layout of a workspace, and the small JSON files the stages hand to each
+other. `dvc repro` works in the repository root; each Prefect flow run works in a directory of its own
+(`<repo>/runs/<flow-run-id>/`, see `flows/workspaces.py`) so that concurrent runs never share a file."""
 
 from __future__ import annotations
 
@@ -15,11 +16,17 @@ from gen_platform.errors import GenPlatformError
 
 @dataclass(frozen=True)
 class Workspace:
+    """`root` holds this run's data (and its `data.dvc`, the lineage of that data) and everything it writes;
+    `repo` is the repository it belongs to: its git commit and its default MLflow store. The same directory
+    for `dvc repro`."""
+
     root: Path
+    repo: Path
 
     @classmethod
-    def at(cls, root: str | Path = ".") -> Workspace:
-        return cls(Path(root).resolve())
+    def at(cls, root: str | Path = ".", repo: str | Path | None = None) -> Workspace:
+        root = Path(root).resolve()
+        return cls(root, Path(repo).resolve() if repo is not None else root)
 
     def raw(self, dataset: str) -> Path:
         return self.root / "data" / "raw" / f"{dataset}.npz"

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from gen_platform.config import PipelineParams
+from gen_platform.workspace import Workspace
 
 
 def data_version(root: Path, dvc_file: str = "data.dvc") -> str:
@@ -29,10 +30,11 @@ def git_commit(root: Path) -> str:
     return commit.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def lineage_tags(root: Path, params: PipelineParams) -> dict[str, str]:
-    """Tags of every run that trains (a training, a search and each of its trials). Runs exist only after
-    the validation gate passed, so `validation` is always `passed`."""
-    return {"data_version": data_version(root), "git_commit": git_commit(root), "validation": "passed",
+def lineage_tags(ws: Workspace, params: PipelineParams) -> dict[str, str]:
+    """Tags of every run that trains (a training, a search and each of its trials): the data version of the
+    workspace's own `data.dvc`, the repository's commit. Runs exist only after the validation gate passed, so
+    `validation` is always `passed`."""
+    return {"data_version": data_version(ws.root), "git_commit": git_commit(ws.repo), "validation": "passed",
             "dataset": params.data.dataset, "family": params.model.family}
 
 

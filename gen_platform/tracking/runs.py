@@ -38,11 +38,11 @@ def _interrupted_run(ws: Workspace, logged: dict[str, Any]) -> str | None:
 @contextlib.contextmanager
 def training_run(ws: Workspace, params: PipelineParams) -> Iterator[str]:
     """Yields the MLflow run id a training logs to; on success records it in `ws.run_file`."""
-    experiment_id = use_experiment(ws.root, params.registered_model_name)
+    experiment_id = use_experiment(ws.repo, params.registered_model_name)
     logged = logged_params(params)
     resumed = _interrupted_run(ws, logged)
     with mlflow.start_run(run_id=resumed, experiment_id=None if resumed else experiment_id,
-                          tags=None if resumed else lineage_tags(ws.root, params)) as run:
+                          tags=None if resumed else lineage_tags(ws, params)) as run:
         write_json(ws.in_progress_file, {"run_id": run.info.run_id, "params": logged})
         if resumed:
             print(f"resuming the interrupted MLflow run {resumed} from its last Ray checkpoint")
@@ -66,7 +66,7 @@ def log_training(result: FitResult) -> None:
 def log_evaluation(ws: Workspace, params: PipelineParams, run_id: str, evaluation: Evaluation) -> None:
     """Scores and pictures on the run that trained the model. Keys the curves already hold (val_*) keep their
     per-epoch history; the full-split values used for promotion are on the registered version."""
-    use_experiment(ws.root, params.registered_model_name)
+    use_experiment(ws.repo, params.registered_model_name)
     with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None) as run:
         mlflow.log_metrics({k: v for k, v in evaluation.scores.items() if k not in run.data.metrics})
         for name, picture in evaluation.pictures.items():

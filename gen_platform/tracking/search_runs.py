@@ -21,12 +21,12 @@ from gen_platform.workspace import Workspace
 def search_run(ws: Workspace, params: PipelineParams, resume: bool = False) -> Iterator[mlflow.ActiveRun]:
     """The parent run of a search, with the lineage tags of a training; `resume`: the latest search of this
     model that did not finish (its driver was killed, or it failed), reopened."""
-    experiment_id = use_experiment(ws.root, params.registered_model_name)
+    experiment_id = use_experiment(ws.repo, params.registered_model_name)
     if resume:
         with mlflow.start_run(run_id=_unfinished_search(experiment_id, params.registered_model_name)) as parent:
             yield parent
         return
-    tags = lineage_tags(ws.root, params) | {"search": "true"}
+    tags = lineage_tags(ws, params) | {"search": "true"}
     with mlflow.start_run(experiment_id=experiment_id, tags=tags, run_name=f"tune-{params.model.family}") as parent:
         yield parent
 

@@ -26,4 +26,9 @@ def use_experiment(root: Path, name: str) -> str:
         return experiment.experiment_id
     # A local store keeps its artifacts beside the database instead of in the current directory.
     location = (root / "mlartifacts" / name).resolve().as_uri() if uri.startswith("sqlite:///") else None
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return mlflow.get_experiment_by_name(name).experiment_id  # a concurrent run created it first

@@ -7,6 +7,8 @@ import os
 import socket
 import warnings
 
+from gen_platform.training.loopback import SETUP_HOOK, cluster_disabled_by_environment, set_cluster_mode
+
 # Set before Ray is imported: no usage-stats prompt; worker output passes Ray's log filter, which never
 # merges our progress lines and drops messages that are expected here and say nothing to a user.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -57,7 +59,14 @@ def ensure_ray() -> None:
     warnings.filterwarnings("ignore", module="ray")
     address = os.environ.get("RAY_ADDRESS")
     env_vars = {"PYTHONWARNINGS": "ignore", **TRAIN_CONTROLLER_ENV}
+    runtime_env: dict = {}
     local: dict = {}
+    # A local runtime, or a cluster declared loopback-only (the local stack's head), stays on 127.0.0.1.
+    loopback_only = not address or cluster_disabled_by_environment()
+    set_cluster_mode(not loopback_only)
+    if loopback_only:
+        env_vars["GLOO_SOCKET_IFNAME"] = "lo"
+        runtime_env["worker_process_setup_hook"] = SETUP_HOOK
     if not address:
         # A local runtime gets a dashboard on loopback: Train V2's PlacementGroupCleaner needs its state API
         # to release the workers of a stopped Tune trial. Left to auto-detection, the cleaner fails with
@@ -70,7 +79,7 @@ def ensure_ray() -> None:
         address=address or None,
         logging_level=logging.ERROR,
         log_to_driver=True,
-        runtime_env={"env_vars": env_vars},
+        runtime_env={"env_vars": env_vars, **runtime_env},
         **local,
     )
     for name in ("ray", "ray.train", "ray.tune", "ray.data"):

@@ -42,6 +42,9 @@ def client_env() -> dict[str, str]:
     """What a process needs to use the stack: Prefect API, MLflow server, Ray cluster (token-authenticated)."""
     return {"PREFECT_API_URL": urls()["prefect"] + "/api", "MLFLOW_TRACKING_URI": urls()["mlflow"],
             "RAY_ADDRESS": urls()["ray"], "RAY_AUTH_MODE": "token",
+            # A loopback-only Ray head (and its clients): without this Ray replaces 127.0.0.1 with the
+            # machine's address and binds agents, metrics and workers on every interface.
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
             "RAY_AUTH_TOKEN_PATH": str(STACK / "ray_auth_token"),
             "RAY_API_SERVER_ADDRESS": urls()["ray_dashboard"]}
 
@@ -121,7 +124,8 @@ def up() -> None:
     record()
     _wait_http(urls()["prefect"] + "/api/health", "Prefect server", expect=b"true")
     _wait_http(urls()["mlflow"] + "/health", "MLflow server")
-    ray_env = _env(**{k: v for k, v in client_env().items() if k.startswith("RAY_AUTH") or k == "RAY_API_SERVER_ADDRESS"},
+    ray_env = _env(**{k: v for k, v in client_env().items() if k.startswith(("RAY_AUTH", "RAY_ENABLE"))
+                      or k == "RAY_API_SERVER_ADDRESS"},
                    RAY_USAGE_STATS_ENABLED="0")
     started = subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={PORTS['ray']}", f"--temp-dir={RAY_TEMP}",
                               f"--node-ip-address={HOST}", f"--dashboard-host={HOST}",

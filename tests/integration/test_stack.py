@@ -5,92 +5,37 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from bench import stack_load
+from bench._stack_client import api, artifact, create_run, local_stack, logs, reported_mlflow_run, run_together, wait
 from gen_platform.data.arrays import ImageArrays, load_npz, write_npz
 from tests.conftest import REPO
-from tests.integration.workspace import make_workspace, run
+from tests.integration.sockets import beyond_loopback, listening, process_trees
+from tests.integration.workspace import commit_new_data_version, make_workspace, run
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = REPO / "test-artifacts"
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     workspace = make_workspace(tmp_path_factory.mktemp("stack"), {"train": {"epochs": 2, "num_workers": 1}})
-    ports = {f"GENP_{name}_PORT": str(_free_port()) for name in ("PREFECT", "MLFLOW", "RAY", "RAY_DASHBOARD")}
-    env = {**os.environ, **ports, "GENP_STACK_DIR": str(workspace / ".stack")}
-    command = [sys.executable, str(workspace / "infra" / "local" / "stack.py")]
-    started = subprocess.run(command + ["up"], cwd=workspace, env=env, capture_output=True, text=True, timeout=400)
-    urls = {"prefect": f"http://127.0.0.1:{ports['GENP_PREFECT_PORT']}",
-            "mlflow": f"http://127.0.0.1:{ports['GENP_MLFLOW_PORT']}"}
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
+    # The data watch is off: tests here change the data and call `retrain` themselves; the trigger test
+    # runs the same check explicitly.
+    with local_stack(workspace, workspace / ".stack", GENP_DATA_POLL_SECONDS="0") as urls:
         yield workspace, urls
-    finally:
-        subprocess.run(command + ["down"], cwd=workspace, env=env, timeout=120)
-        leftovers = subprocess.run(["pgrep", "-f", str(workspace)], capture_output=True, text=True).stdout.split()
-        assert leftovers == [], f"processes left behind: {leftovers}"
-
-
-def _api(base: str, method: str, path: str, body: dict | None = None, attempts: int = 6):
-    """One Prefect API call, retried as Prefect's own client does: the server answers 503 when its SQLite
-    database is briefly busy (the serve process and running flows write to it too) and rolls the request back."""
-    request = urllib.request.Request(f"{base}/api{path}", method=method, headers={"Content-Type": "application/json"},
-                                     data=None if body is None else json.dumps(body).encode())
-    for attempt in range(attempts):
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            if error.code != 503 or attempt == attempts - 1:
-                raise
-            time.sleep(2 ** attempt)
 
 
 def _run(base: str, deployment: str, parameters: dict, timeout: float = 400) -> dict:
-    found = _api(base, "GET", f"/deployments/name/{deployment}")
-    flow_run = _api(base, "POST", f"/deployments/{found['id']}/create_flow_run", {"parameters": parameters})
-    return _wait(base, flow_run["id"], timeout)
-
-
-def _wait(base: str, flow_run_id: str, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        flow_run = _api(base, "GET", f"/flow_runs/{flow_run_id}")
-        if flow_run["state_type"] in TERMINAL:
-            return flow_run
-        time.sleep(2)
-    raise AssertionError(f"flow run {flow_run_id} did not finish in {timeout} s")
-
-
-def _logs(base: str, flow_run_id: str) -> str:
-    logs = _api(base, "POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200})
-    return "\n".join(entry["message"] for entry in logs)
-
-
-def _artifact(base: str, flow_run_id: str, key: str) -> str:
-    """An artifact's data; unlike logs, which Prefect ships in the background, artifacts exist once the run ends."""
-    artifacts = _api(base, "POST", "/artifacts/filter",
-                     {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}, "key": {"any_": [key]}}})
-    assert len(artifacts) == 1, f"flow run {flow_run_id} has {len(artifacts)} artifacts keyed {key!r}"
-    return artifacts[0]["data"]
+    return wait(base, create_run(base, deployment, parameters)["id"], timeout)
 
 
 def _registry(urls: dict, name: str):
@@ -102,7 +47,7 @@ def _registry(urls: dict, name: str):
 
 def test_deployments_exist_with_the_retrain_schedule(stack):
     _, urls = stack
-    deployments = {d["name"]: d for d in _api(urls["prefect"], "POST", "/deployments/filter", {})}
+    deployments = {d["name"]: d for d in api(urls["prefect"], "POST", "/deployments/filter", {})}
     assert {"train", "tune", "retrain"} <= set(deployments)
     schedules = deployments["retrain"]["schedules"]
     assert [s["schedule"]["cron"] for s in schedules] == ["0 3 * * *"]
@@ -116,11 +61,11 @@ def test_deployments_exist_with_the_retrain_schedule(stack):
 def test_api_triggered_run_registers_in_the_mlflow_server(stack):
     workspace, urls = stack
     flow_run = _run(urls["prefect"], "train/train", {"request": {"family": "vae", "overrides": {"model": {"vae": {"beta": 2}}}}})
-    assert flow_run["state_type"] == "COMPLETED", _logs(urls["prefect"], flow_run["id"])
+    assert flow_run["state_type"] == "COMPLETED", logs(urls["prefect"], flow_run["id"])
     client, versions = _registry(urls, "vae-digits")
     champion = client.get_model_version_by_alias("vae-digits", "champion")
     assert len(versions) == 1 and client.get_run(champion.run_id).data.params["model.beta"] == "2.0"
-    artifacts = _api(urls["prefect"], "POST", "/artifacts/filter",
+    artifacts = api(urls["prefect"], "POST", "/artifacts/filter",
                      {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})
     kinds = {artifact["key"]: artifact["type"] for artifact in artifacts if artifact["key"]}
     assert kinds == {"run-report": "markdown", "sample-grid": "image"}
@@ -131,9 +76,9 @@ def test_api_triggered_run_registers_in_the_mlflow_server(stack):
 def test_bad_parameter_fails_before_any_run(stack):
     _, urls = stack
     versions_before = len(_registry(urls, "vae-digits")[1])
-    found = _api(urls["prefect"], "GET", "/deployments/name/train/train")
+    found = api(urls["prefect"], "GET", "/deployments/name/train/train")
     with pytest.raises(urllib.error.HTTPError) as error:
-        _api(urls["prefect"], "POST", f"/deployments/{found['id']}/create_flow_run",
+        api(urls["prefect"], "POST", f"/deployments/{found['id']}/create_flow_run",
              {"parameters": {"request": {"dataset": "../../etc"}}})
     assert error.value.code == 409 and "request.dataset" in error.value.read().decode()
     assert len(_registry(urls, "vae-digits")[1]) == versions_before
@@ -143,7 +88,7 @@ def test_retrain_skips_unchanged_data_then_retrains_a_new_version(stack):
     workspace, urls = stack
     skipped = _run(urls["prefect"], "retrain/retrain", {})
     assert skipped["state_type"] == "COMPLETED"
-    decision = _artifact(urls["prefect"], skipped["id"], "retrain-decision")
+    decision = artifact(urls["prefect"], skipped["id"], "retrain-decision")
     assert "skipped: the latest version of vae-digits was trained and evaluated on the current data" in decision
     assert len(_registry(urls, "vae-digits")[1]) == 1
 
@@ -156,19 +101,80 @@ def test_retrain_skips_unchanged_data_then_retrains_a_new_version(stack):
     assert "md5" in new_version
 
     retrained = _run(urls["prefect"], "retrain/retrain", {})
-    assert retrained["state_type"] == "COMPLETED", _logs(urls["prefect"], retrained["id"])
-    assert "data changed" in _artifact(urls["prefect"], retrained["id"], "retrain-decision")
+    assert retrained["state_type"] == "COMPLETED", logs(urls["prefect"], retrained["id"])
+    assert "data changed" in artifact(urls["prefect"], retrained["id"], "retrain-decision")
     client, versions = _registry(urls, "vae-digits")
     assert len(versions) == 2
     newest = max(versions, key=lambda v: int(v.version))
-    import yaml
-
     md5 = yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
     assert client.get_run(newest.run_id).data.tags["data_version"] == md5
 
     again = _run(urls["prefect"], "retrain/retrain", {})  # promoted or not, the new data was evaluated once
-    assert "skipped: the latest version" in _artifact(urls["prefect"], again["id"], "retrain-decision")
+    assert "skipped: the latest version" in artifact(urls["prefect"], again["id"], "retrain-decision")
     assert len(_registry(urls, "vae-digits")[1]) == 2
+
+
+def test_concurrent_runs_each_record_their_own_request_and_leave_the_repository_alone(stack):
+    """A VAE with beta 0.5, a GAN, and a VAE at the older data revision, created at the same moment: each run
+    works in its own workspace, so each registered version's MLflow run holds what its own request asked."""
+    workspace, urls = stack
+    old, new = commit_new_data_version(workspace)
+    md5 = {name: yaml.safe_load(text)["outs"][0]["md5"] for name, text in (("old", old), ("new", new))}
+    default_beta = yaml.safe_load((workspace / "params.yaml").read_text())["model"]["vae"]["beta"]
+    assert default_beta != 0.5
+    older = run(["git", "rev-parse", "HEAD~1"], workspace).stdout.strip()
+    requests = {"vae beta 0.5": ({"family": "vae", "overrides": {"model": {"vae": {"beta": 0.5}}}}, "vae", 0.5, "new"),
+                "gan": ({"family": "gan"}, "gan", None, "new"),
+                "vae at the older revision": ({"family": "vae", "data_revision": older}, "vae", default_beta, "old")}
+    finished = run_together(urls["prefect"], "train/train", [{"request": r[0]} for r in requests.values()], 900)
+    assert [f["state_type"] for f in finished] == ["COMPLETED"] * 3, [logs(urls["prefect"], f["id"]) for f in finished]
+    client, _ = _registry(urls, "vae-digits")
+    run_ids = [reported_mlflow_run(urls["prefect"], f["id"]) for f in finished]
+    assert len(set(run_ids)) == 3
+    for (name, (_, family, beta, data)), run_id in zip(requests.items(), run_ids):
+        recorded = client.get_run(run_id).data
+        assert recorded.params["model.family"] == family, name
+        assert recorded.tags["data_version"] == md5[data], name
+        if family == "vae":
+            assert float(recorded.params["model.beta"]) == float(beta), name
+        assert any(a.path == "samples.png" for a in client.list_artifacts(run_id)), name
+        (version,) = client.search_model_versions(f"run_id='{run_id}'")
+        assert version.name == f"{family}-digits" and version.tags["data_version"] == md5[data], name
+    assert (workspace / "data.dvc").read_text() == new  # byte-identical: no run checked anything out
+    assert run(["git", "status", "--porcelain"], workspace).stdout == ""
+    assert not (workspace / "models").exists() and not (workspace / "data" / "prepared").exists()
+
+
+def _automation_retrains(base: str) -> list[dict]:
+    deployment = api(base, "GET", "/deployments/name/retrain/retrain")
+    runs = api(base, "POST", "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}})
+    return [r for r in runs if (r.get("created_by") or {}).get("type") == "AUTOMATION"]
+
+
+def test_a_new_data_version_starts_exactly_one_retrain(stack):
+    workspace, urls = stack
+    env = {**os.environ, "PREFECT_API_URL": urls["prefect"] + "/api"}
+
+    def check() -> str:
+        return subprocess.run([sys.executable, "-m", "flows.data_events"], cwd=workspace, env=env,
+                              capture_output=True, text=True, check=True).stdout
+
+    assert check().startswith("recorded:") and _automation_retrains(urls["prefect"]) == []
+    _, new = commit_new_data_version(workspace)
+    md5 = yaml.safe_load(new)["outs"][0]["md5"]
+    assert check().startswith("changed:")
+    assert check() == f"unchanged: {md5}\n"  # the same version again: no second event
+    deadline = time.monotonic() + 60
+    while not (triggered := _automation_retrains(urls["prefect"])) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert len(triggered) == 1, triggered
+    finished = wait(urls["prefect"], triggered[0]["id"], 600)
+    assert finished["state_type"] == "COMPLETED", logs(urls["prefect"], finished["id"])
+    assert "data changed" in artifact(urls["prefect"], finished["id"], "retrain-decision")
+    client, versions = _registry(urls, "vae-digits")
+    newest = max(versions, key=lambda v: int(v.version))
+    assert newest.tags["data_version"] == md5
+    assert len(_automation_retrains(urls["prefect"])) == 1
 
 
 def test_custom_run_from_the_prefect_ui(stack):
@@ -204,7 +210,7 @@ def test_custom_run_from_the_prefect_ui(stack):
                 page.get_by_role("button", name="Submit").click()
             flow_run = response.value.json()
             assert flow_run["parameters"]["request"]["epochs"] == 3
-            finished = _wait(urls["prefect"], flow_run["id"], 400)
+            finished = wait(urls["prefect"], flow_run["id"], 400)
             page.goto(f"{urls['prefect']}/v2/runs/flow-run/{flow_run['id']}", wait_until="networkidle")
             expect(page.get_by_text("Completed").first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "prefect-ui-run-completed.png"), full_page=True)
@@ -214,3 +220,24 @@ def test_custom_run_from_the_prefect_ui(stack):
     client, versions = _registry(urls, "vae-digits")
     newest = max(versions, key=lambda v: int(v.version))
     assert client.get_run(newest.run_id).data.params["train.epochs"] == "3"
+
+
+def test_load_of_eight_requests_all_complete_with_one_consistent_champion(stack):
+    """bench/stack_load.py's measurement, against this module's stack (serve limit 2)."""
+    _, urls = stack
+    result = stack_load.measure(urls)
+    assert result["completed"] == 8 and result["not_completed"] == {}, result
+    assert result["mlflow_runs"] == 8 and result["params_match_requests"] and result["champion_consistent"], result
+
+
+def test_no_process_of_the_stack_listens_beyond_loopback(stack):
+    """Servers, Ray head daemons, the serve process and everything they started (Ray workers of the runs
+    above included): loopback only."""
+    workspace, urls = stack
+    state = json.loads((workspace / ".stack" / "stack.json").read_text())
+    processes = process_trees(list(state["pids"].values()), marker=state["ray_temp_dir"])
+    sockets = listening(processes)
+    ports = {port for _, _, port in sockets}
+    for url in (urls["prefect"], urls["mlflow"], "http://" + state["urls"]["ray"]):
+        assert int(url.rsplit(":", 1)[1]) in ports, (url, sockets)  # the servers themselves were checked
+    assert beyond_loopback(sockets) == [], beyond_loopback(sockets)

@@ -8,7 +8,10 @@ import subprocess
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import yaml
+
+from gen_platform.data.arrays import ImageArrays, load_npz, write_npz
 
 from tests.conftest import REPO
 
@@ -46,3 +49,22 @@ def mlflow_client(workspace: Path) -> mlflow.MlflowClient:
     uri = f"sqlite:///{workspace / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient(uri)
+
+
+def commit_new_data_version(workspace) -> tuple[str, str]:
+    """Cache and commit the current data, then commit a new version (shifted copies appended): HEAD~1 holds the
+    old one. Returns both data.dvc texts."""
+    run(["dvc", "commit", "-f", "data.dvc"], workspace)
+    if run(["git", "status", "--porcelain", "data.dvc"], workspace).stdout.strip():
+        run(GIT + ["commit", "-qm", "current data", "data.dvc"], workspace)
+    old = (workspace / "data.dvc").read_text()
+    raw = workspace / "data" / "raw" / "digits.npz"
+    data = load_npz(raw)
+    # 50 transposed images drawn afresh for every size, so that versions rarely add the same image twice (the
+    # suite tolerates 1 % duplicates; repeating a whole batch would exceed it).
+    chosen = np.random.default_rng(len(data)).choice(len(data), 50, replace=False)
+    write_npz(raw, ImageArrays(np.concatenate([data.images, np.swapaxes(data.images[chosen], 1, 2)]),
+                               np.concatenate([data.labels, data.labels[chosen]])))
+    run(["dvc", "commit", "-f", "data.dvc"], workspace)
+    run(GIT + ["commit", "-qm", "new data", "data.dvc"], workspace)
+    return old, (workspace / "data.dvc").read_text()

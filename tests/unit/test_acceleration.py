@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from gen_platform.models.gan import GANParams
-from gen_platform.models.vae import VAEParams
 from gen_platform.models import gan, vae
 from gen_platform.training.acceleration import accelerated
 

@@ -10,7 +10,6 @@ import threading
 
 import mlflow
 import pytest
-import torch
 
 from gen_platform.models.vae import ConvVAE, VAEArchitecture
 from gen_platform.tracking import registry

@@ -1,0 +1,92 @@
+"""Load test of the platform as a service: 8 train requests created at the same moment against the local
+stack (Prefect server, MLflow server, Ray head, serve process with its limit of 2 concurrent runs).
+
+Criteria: all 8 runs complete (none lost, none failed by contention), 8 distinct MLflow runs, each holding
+the `model.beta` its request asked for, and one consistent champion (the alias is on the version with the
+best selection metric). Records wall time and the queue wait of each run (created → started). Writes
+bench/results/stack_load.json.
+
+    python -m bench.stack_load      (part of `make bench`; tests/integration/test_stack.py runs `measure`
+                                     against its own stack)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench._stack_client import local_stack, reported_mlflow_run, run_together, timestamp
+
+RESULT = Path(__file__).parent / "results" / "stack_load.json"
+REPO = Path(__file__).resolve().parents[1]
+REQUESTS = 8
+MODEL = "vae-digits"
+
+
+def load_requests(count: int) -> list[dict[str, Any]]:
+    """Distinct betas, so every MLflow run can be matched to the request that asked for it; one epoch and one
+    Ray worker each: the load is on the service, not on the arithmetic."""
+    return [{"request": {"family": "vae", "epochs": 1,
+                         "overrides": {"model": {"vae": {"beta": 0.25 * (index + 1)}}, "train": {"num_workers": 1}}}}
+            for index in range(count)]
+
+
+def _champion_consistent(client, name: str) -> bool:
+    versions = client.search_model_versions(f"name='{name}'")
+    values = {version.version: float(version.tags[version.tags["selection_metric"]]) for version in versions}
+    champion = client.get_model_version_by_alias(name, "champion").version
+    return values[champion] == min(values.values())
+
+
+def measure(urls: dict[str, str], count: int = REQUESTS, timeout: float = 1800) -> dict[str, Any]:
+    import mlflow
+
+    requests = load_requests(count)
+    started = time.monotonic()
+    finished = run_together(urls["prefect"], "train/train", requests, timeout)
+    wall = time.monotonic() - started
+    states = Counter(run["state_type"] for run in finished)
+    waits = [timestamp(run["start_time"]) - timestamp(run["created"]) for run in finished if run["start_time"]]
+    client = mlflow.MlflowClient(urls["mlflow"])
+    runs, params_match = set(), True
+    for flow_run, request in zip(finished, requests):
+        if flow_run["state_type"] != "COMPLETED":
+            continue
+        run_id = reported_mlflow_run(urls["prefect"], flow_run["id"])
+        runs.add(run_id)
+        asked = request["request"]["overrides"]["model"]["vae"]["beta"]
+        params_match &= float(client.get_run(run_id).data.params["model.beta"]) == asked
+    result = {"requests": count, "completed": states["COMPLETED"],
+              "not_completed": {state: n for state, n in states.items() if state != "COMPLETED"},
+              "mlflow_runs": len(runs), "params_match_requests": params_match,
+              "champion_consistent": _champion_consistent(client, MODEL),
+              "wall_s": round(wall, 1), "max_queue_wait_s": round(max(waits), 1),
+              "median_queue_wait_s": round(statistics.median(waits), 1),
+              "flow_run_ids": [run["id"] for run in finished]}
+    result["criteria_met"] = (result["completed"] == count and result["mlflow_runs"] == count
+                              and params_match and result["champion_consistent"])
+    return result
+
+
+def main() -> None:
+    if not (REPO / "data" / "raw" / "digits.npz").exists():
+        subprocess.run(["genp", "data", "import", "digits"], cwd=REPO, check=True)
+    with tempfile.TemporaryDirectory(prefix="genp-load-") as stack_dir:
+        with local_stack(REPO, Path(stack_dir), GENP_DATA_POLL_SECONDS="0") as urls:
+            result = measure(urls)
+    result |= {"serve_limit": int(os.environ.get("GENP_MAX_CONCURRENT_RUNS", "2")), "machine": platform.machine(),
+               "cpus": os.cpu_count(), "prefect_store": "sqlite", "date": time.strftime("%Y-%m-%d")}
+    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "flow_run_ids"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""One workspace per flow run: `<repo>/runs/<flow-run-id>/`, so that runs started at the same moment (from the
+UI, the schedule, a data-change trigger) never read or write each other's files.
+
+A run workspace holds its own `data.dvc` and `data/raw/<dataset>.npz`: the repository's current ones, or the
+ones recorded at a git revision, read through DVC's API from the cache (or the remote). Nothing in the
+repository's working tree changes. Prepared data, models, metrics and reports of the run live under it; its
+results live in MLflow. When a run ends, finished workspaces beyond the newest `GENP_KEEP_RUNS` (default 10)
+are removed; a running one is never touched.
+
+    python -m flows.workspaces [--keep N]      list the run workspaces, then prune finished ones beyond N
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+from gen_platform.errors import ConfigError
+from gen_platform.workspace import Workspace, write_json
+
+RUNS_DIR = "runs"
+STATUS_FILE = "run.json"
+
+
+def keep_runs() -> int:
+    return int(os.environ.get("GENP_KEEP_RUNS", "10"))
+
+
+def _git_show(repo: Path, revision: str, path: str) -> str:
+    shown = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=repo, capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise ConfigError(f"data_revision: {revision!r} does not resolve to a commit with {path} in {repo}")
+    return shown.stdout
+
+
+def _materialise_data(repo: Path, root: Path, dataset: str, revision: str | None) -> None:
+    raw = Path("data") / "raw" / f"{dataset}.npz"
+    (root / raw).parent.mkdir(parents=True, exist_ok=True)
+    if revision is None:
+        if not (repo / raw).exists():
+            raise ConfigError(f"dataset: {repo / raw} not found; import it first (genp data import {dataset})")
+        if (repo / "data.dvc").exists():
+            shutil.copy2(repo / "data.dvc", root / "data.dvc")
+        shutil.copy2(repo / raw, root / raw)
+        return
+    from dvc.api import DVCFileSystem
+
+    (root / "data.dvc").write_text(_git_show(repo, revision, "data.dvc"))
+    filesystem = DVCFileSystem(str(repo), rev=revision)
+    if not filesystem.exists(raw.as_posix()):
+        raise ConfigError(f"data_revision: {revision!r} has no {raw.as_posix()} in its data.dvc")
+    filesystem.get_file(raw.as_posix(), str(root / raw))
+
+
+def _status(root: Path) -> dict:
+    try:
+        return json.loads((root / STATUS_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return {"status": "unknown"}
+
+
+@contextlib.contextmanager
+def run_workspace(repo: str | Path, run_id: str, dataset: str, revision: str | None = None) -> Iterator[Workspace]:
+    """The workspace of flow run `run_id` with its data in place; marked completed or failed on exit, after
+    which older finished workspaces are pruned. A retried flow run (same id) finds its own directory again,
+    so an interrupted training resumes from its checkpoints."""
+    repo = Path(repo).resolve()
+    root = repo / RUNS_DIR / run_id
+    root.mkdir(parents=True, exist_ok=True)
+    record = {"run_id": run_id, "dataset": dataset, "data_revision": revision, "started": time.time()}
+    write_json(root / STATUS_FILE, record | {"status": "running"})
+    status = "failed"
+    try:
+        _materialise_data(repo, root, dataset, revision)
+        print(f"run workspace {root}")
+        yield Workspace.at(root, repo)
+        status = "completed"
+    finally:
+        write_json(root / STATUS_FILE, record | {"status": status, "finished": time.time()})
+        prune(repo, keep_runs())
+
+
+def list_runs(repo: Path) -> list[tuple[Path, dict]]:
+    """Run workspaces, newest first."""
+    runs_dir = repo / RUNS_DIR
+    found = [(path, _status(path)) for path in runs_dir.iterdir() if path.is_dir()] if runs_dir.exists() else []
+    return sorted(found, key=lambda item: item[1].get("started", 0), reverse=True)
+
+
+def prune(repo: Path, keep: int) -> list[Path]:
+    """Remove finished run workspaces beyond the newest `keep`; running (or unreadable) ones stay."""
+    finished = [path for path, status in list_runs(repo) if status["status"] in {"completed", "failed"}]
+    removed = finished[keep:]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="List run workspaces and prune finished ones.")
+    parser.add_argument("--repo", default=".")
+    parser.add_argument("--keep", type=int, default=keep_runs(), help="finished workspaces to keep")
+    args = parser.parse_args()
+    repo = Path(args.repo).resolve()
+    for path, status in list_runs(repo):
+        print(f"{status['status']:10s} {path}")
+    for path in prune(repo, args.keep):
+        print(f"removed    {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Loopback means loopback: a Ray runtime meant for this machine only, and the DDP rendezvous inside it, listen
+on 127.0.0.1 and nowhere else.
+
+Ray rewrites a loopback node IP to the machine's address (and then binds its agents, metrics exporters and
+workers on every interface) unless clusters are disabled: the documented switch is the environment variable
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read when `ray` is imported; for a runtime started in this process
+`ensure_ray` sets the constant it fills. PyTorch's TCPStore (the rendezvous of DDP, hosted by rank 0) has no
+bind address at all; it listens on every interface unless handed a socket already bound, which is what
+`bind_rendezvous_to_loopback` (a Ray worker setup hook) does when the rendezvous host is loopback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost"}
+CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+SETUP_HOOK = "gen_platform.training.loopback.bind_rendezvous_to_loopback"
+
+
+def cluster_disabled_by_environment() -> bool:
+    return os.environ.get(CLUSTER_SWITCH, "").lower() in {"0", "false"}
+
+
+def set_cluster_mode(enabled: bool) -> None:
+    """Ray's own switch between a local-only runtime (everything on 127.0.0.1) and a cluster node."""
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = enabled
+
+
+def bind_rendezvous_to_loopback() -> None:
+    """Ray worker setup hook: rank 0 hosts its TCPStore on a socket bound to 127.0.0.1 when the rendezvous
+    address is loopback (any other address: torch's own behaviour)."""
+    rendezvous = importlib.import_module("torch.distributed.rendezvous")
+    original = rendezvous._create_c10d_store
+    if getattr(original, "binds_loopback", False):
+        return
+
+    def create_store(hostname, port, rank, world_size, timeout, use_libuv=True):
+        if rank != 0 or hostname not in LOOPBACK_HOSTS or rendezvous._torchelastic_use_agent_store():
+            return original(hostname, port, rank, world_size, timeout, use_libuv)
+        from torch.distributed import TCPStore
+
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        return TCPStore(host_name=hostname, port=port, world_size=world_size, is_master=True, timeout=timeout,
+                        multi_tenant=True, master_listen_fd=listener.detach(), use_libuv=use_libuv)
+
+    create_store.binds_loopback = True
+    rendezvous._create_c10d_store = create_store

@@ -1,0 +1,66 @@
+"""Loopback means loopback: while a local DDP training runs (2 Ray Train workers, so a TCPStore rendezvous
+too), no process of the runtime listens on anything but 127.0.0.1. The stack's servers are checked in
+test_stack.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.sockets import beyond_loopback, listening, process_trees
+
+pytestmark = pytest.mark.integration
+
+# Rank 0 stops after its first epoch until the test has looked at the sockets (a file barrier); the hook is
+# defined in the driver's __main__, so Ray ships it to the workers by value.
+DRIVER = """
+import sys, time
+from pathlib import Path
+from gen_platform.config import parse_params
+from gen_platform.data.sources import digits
+from gen_platform.data.splits import split_dataset
+from gen_platform.training.hooks import EpochHook
+from gen_platform.training.launcher import fit
+
+class PauseForInspection(EpochHook):
+    def __init__(self, folder):
+        self.folder = folder
+
+    def on_epoch_end(self, state, model):
+        if state.rank == 0 and state.epoch == 0:
+            (Path(self.folder) / "ready").touch()
+            deadline = time.monotonic() + 300
+            while not (Path(self.folder) / "go").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+params = parse_params({"train": {"epochs": 2, "num_workers": 2, "cpus_per_worker": 1}})
+splits = split_dataset(digits(), 0, 0.1, 0.1)
+root = Path(sys.argv[1])
+fit(params, splits["train"], splits["val"], run_name="loopback", root=root, hooks=(PauseForInspection(str(root)),))
+print("TRAINED")
+"""
+
+
+def test_a_local_ddp_training_listens_on_loopback_only(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"}}
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "ready").exists():
+            assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()[0]
+            time.sleep(0.2)
+        processes = process_trees([driver.pid])
+        names = " ".join(process.name() for process in processes)
+        sockets = listening(processes)
+    finally:
+        (tmp_path / "go").touch()
+    output = driver.communicate(timeout=300)[0]
+    assert driver.returncode == 0 and "TRAINED" in output, output
+    assert "gcs_server" in names and "raylet" in names, names  # the runtime's daemons were among those checked
+    assert len(sockets) >= 10, sockets
+    assert beyond_loopback(sockets) == [], beyond_loopback(sockets)

@@ -1,0 +1,44 @@
+"""The disk policy of run workspaces: finished ones beyond the newest N go, running ones always stay."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.workspaces import list_runs, prune, run_workspace
+from gen_platform.errors import ConfigError
+from gen_platform.workspace import write_json
+
+
+def _run_dir(repo, name, status, started):
+    write_json(repo / "runs" / name / "run.json", {"status": status, "started": started})
+
+
+def test_prune_keeps_the_newest_finished_and_every_running_workspace(tmp_path):
+    for index, status in enumerate(["completed", "running", "failed", "completed", "completed", "running"]):
+        _run_dir(tmp_path, f"r{index}", status, started=float(index))
+    removed = prune(tmp_path, keep=2)
+    assert sorted(path.name for path in removed) == ["r0", "r2"]  # finished: r4, r3 (newest) kept; r2, r0 go
+    assert [path.name for path, _ in list_runs(tmp_path)] == ["r5", "r4", "r3", "r1"]
+
+
+def test_a_run_workspace_holds_its_own_copy_of_the_data_and_its_outcome(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENP_KEEP_RUNS", "1")
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    (tmp_path / "data" / "raw" / "digits.npz").write_bytes(b"images")
+    (tmp_path / "data.dvc").write_text("outs:\n- md5: abc.dir\n  path: data/raw\n")
+    with run_workspace(tmp_path, "first", "digits") as workspace:
+        assert workspace.repo == tmp_path.resolve() and workspace.root == tmp_path.resolve() / "runs" / "first"
+        assert workspace.raw("digits").read_bytes() == b"images"
+        assert (workspace.root / "data.dvc").read_text() == (tmp_path / "data.dvc").read_text()
+        assert list_runs(tmp_path)[0][1]["status"] == "running"
+    with pytest.raises(RuntimeError, match="boom"):
+        with run_workspace(tmp_path, "second", "digits"):
+            raise RuntimeError("boom")
+    (status,) = [status for _, status in list_runs(tmp_path)]  # keep 1: the first, finished earlier, was pruned
+    assert status["run_id"] == "second" and status["status"] == "failed"
+
+
+def test_a_missing_dataset_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"data/raw/faces\.npz not found; import it first"):
+        with run_workspace(tmp_path, "r", "faces"):
+            pass
