@@ -80,7 +80,8 @@ def main() -> None:
     if not (REPO / "data" / "raw" / "digits.npz").exists():
         subprocess.run(["genp", "data", "import", "digits"], cwd=REPO, check=True)
     with tempfile.TemporaryDirectory(prefix="genp-load-") as stack_dir:
-        with local_stack(REPO, Path(stack_dir), GENP_DATA_POLL_SECONDS="0") as urls:
+        # Its own MLflow store: the benchmark's runs stay out of the repository's registry.
+        with local_stack(REPO, Path(stack_dir), GENP_DATA_POLL_SECONDS="0", GENP_MLFLOW_STORE_DIR=stack_dir) as urls:
             result = measure(urls)
     result |= {"serve_limit": int(os.environ.get("GENP_MAX_CONCURRENT_RUNS", "2")), "machine": platform.machine(),
                "cpus": os.cpu_count(), "prefect_store": "sqlite", "date": time.strftime("%Y-%m-%d")}

@@ -80,7 +80,7 @@ def run_workspace(repo: str | Path, run_id: str, dataset: str, revision: str | N
     try:
         _materialise_data(repo, root, dataset, revision)
         print(f"run workspace {root}")
-        yield Workspace.at(root, repo)
+        yield Workspace.at(root, repo, run_id)
         status = "completed"
     finally:
         write_json(root / STATUS_FILE, record | {"status": status, "finished": time.time()})

@@ -104,6 +104,22 @@ def sample(model: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME/VERSION o
     typer.echo(f"wrote {n} samples from {uri} to {output}")
 
 
+@app.command(help="Where a registered model came from: data, code, validation, params, metrics, search, flow run.")
+def lineage(model: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME/VERSION or a models:/ URI")],
+            as_json: Annotated[bool, typer.Option("--json", help="one JSON object, for scripts")] = False,
+            root: RootOption = Path(".")) -> None:
+    import json
+
+    import mlflow
+
+    from gen_platform.tracking.lineage_report import format_lineage, model_lineage
+    from gen_platform.tracking.store import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(Path(root).resolve()))
+    record = model_lineage(model)
+    typer.echo(json.dumps(record, indent=2, sort_keys=True) if as_json else format_lineage(record))
+
+
 def main() -> None:
     try:
         app()

@@ -35,9 +35,10 @@ def prepare(params: PipelineParams, ws: Workspace) -> dict[str, int]:
 def validate(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
     """Run the GE suite on the prepared splits; write the report; raise ValidationFailed on any failure."""
     from gen_platform.validation.report import write_html
-    from gen_platform.validation.suite import validate_splits
+    from gen_platform.validation.suite import data_docs_index, validate_splits
 
-    report = validate_splits(ws.load_splits(), params.data, params.validation)
+    report = validate_splits(ws.load_splits(), params.data, params.validation, project_root=ws.root)
+    print(f"Great Expectations Data Docs (every validation of this workspace): {data_docs_index(ws.root).as_uri()}")
     write_html(report, ws.report("validation.html"), f"Validation of {params.data.dataset}")
     verdict = record_verdict(ws, report.to_dict())
     if not report.success:
@@ -64,20 +65,24 @@ def features(params: PipelineParams, ws: Workspace) -> dict[str, float]:
 
 
 def train(params: PipelineParams, ws: Workspace, hooks: tuple = ()) -> dict[str, float]:
-    """Train on Ray Train inside one MLflow run (params, curves, lineage tags); save the final model.
+    """Train on Ray Train inside one MLflow run (params, lineage tags, system metrics, and curves logged live
+    as each epoch ends); save the final model.
     `hooks` (`training.hooks.EpochHook`) run in every worker at each epoch's start and end."""
     from gen_platform.evaluation.classifier import SavedClassifier
-    from gen_platform.tracking.runs import log_training, training_run
+    from gen_platform.tracking.runs import live_curves, log_training, training_run
     from gen_platform.training.launcher import fit
 
     require_valid_data(ws)
     splits, classifier = ws.load_splits(), SavedClassifier.read(ws.classifier_dir)
     with training_run(ws, params) as run_id:
         result = fit(params, splits["train"], splits["val"], run_name=run_id, root=ws.root, classifier=classifier,
-                     hooks=hooks)
+                     hooks=(*hooks, live_curves(run_id)))
         log_training(result)
         result.save_model(ws.model_dir)
-    final = {key: value for key, value in result.history[-1].items() if key.startswith(("train_", "val_"))}
+    curves = [key for key in result.history[-1] if key.startswith(("train_", "val_"))]
+    for key in curves:
+        write_json(ws.curves_dir / f"{key}.json", {"curve": [{"epoch": r["epoch"], key: r[key]} for r in result.history]})
+    final = {key: result.history[-1][key] for key in curves}
     write_json(ws.metrics("train"), final)
     return final
 
@@ -115,7 +120,7 @@ def _register(params: PipelineParams, ws: Workspace, model_dir: Path, run_id: st
     from gen_platform.tracking.registry import register_run
     from gen_platform.tracking.store import use_experiment
 
-    use_experiment(ws.repo, params.registered_model_name)
+    use_experiment(ws.repo, params.data.dataset)
     decision = register_run(params, model_dir, run_id, scores, data_version(ws.root))
     verb = "promoted to" if decision.promoted else "not promoted to"
     print(f"registered {decision.model_name} v{decision.version}, {verb} @{decision.alias}: {decision.reason} "
@@ -151,7 +156,8 @@ def tune(params: PipelineParams, ws: Workspace, resume: bool = False) -> dict[st
         verb = "resuming the search of" if resume else "MLflow parent run"
         print(f"{verb} {parent.info.run_id}: {settings.trials} trials, ASHA up to {settings.max_epochs} epochs")
         search = run_search(params, splits["train"], splits["val"], ws.root, SavedClassifier.read(ws.classifier_dir),
-                            name=f"tune-{parent.info.run_id}", callbacks=[LiveTrialRuns(parent)], resume=resume)
+                            name=f"tune-{parent.info.run_id}", callbacks=[LiveTrialRuns(parent, settings.trials)],
+                            resume=resume)
         runs = trial_runs(parent.info.run_id)
         log_search(search, runs)
         counts = search.counts()

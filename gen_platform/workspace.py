@@ -22,11 +22,12 @@ class Workspace:
 
     root: Path
     repo: Path
+    run_id: str | None = None  # the orchestrator's run (a Prefect flow run) this workspace belongs to
 
     @classmethod
-    def at(cls, root: str | Path = ".", repo: str | Path | None = None) -> Workspace:
+    def at(cls, root: str | Path = ".", repo: str | Path | None = None, run_id: str | None = None) -> Workspace:
         root = Path(root).resolve()
-        return cls(root, Path(repo).resolve() if repo is not None else root)
+        return cls(root, Path(repo).resolve() if repo is not None else root, run_id)
 
     def raw(self, dataset: str) -> Path:
         return self.root / "data" / "raw" / f"{dataset}.npz"
@@ -66,6 +67,11 @@ class Workspace:
 
     def metrics(self, stage: str) -> Path:
         return self.root / "metrics" / f"{stage}.json"
+
+    @property
+    def curves_dir(self) -> Path:
+        """One JSON file per metric, [{"epoch": 1, "<metric>": value}, ...]: DVC plots of the training curves."""
+        return self.root / "plots" / "train"
 
     def report(self, name: str) -> Path:
         return self.root / "reports" / name

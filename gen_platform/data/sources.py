@@ -11,6 +11,7 @@ import numpy as np
 
 from gen_platform.data.arrays import ImageArrays
 from gen_platform.errors import DataError
+from gen_platform.progress import progress
 
 
 def digits() -> ImageArrays:
@@ -87,7 +88,7 @@ def image_folder(folder: str | Path, grayscale: bool = True) -> ImageArrays:
             raise DataError(f"{index}: header is {reader.fieldnames}; expected columns file,label")
         rows = list(reader)
     images, labels = [], []
-    for line, row in enumerate(rows, start=2):
+    for line, row in progress(enumerate(rows, start=2), len(rows), f"reading {folder}"):
         path = folder / row["file"]
         try:
             label = int(row["label"])

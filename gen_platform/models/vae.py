@@ -19,6 +19,7 @@ from gen_platform.evaluation.images import image_grid, interpolation_grid
 from gen_platform.models.family import Family, FamilyScores
 from gen_platform.nets import bottom_size, channel_widths, down_stack, up_stack
 from gen_platform.settings import DataParams, EvaluateParams, Section
+from gen_platform.progress import progress
 
 
 class VAEParams(Section):
@@ -123,7 +124,8 @@ def importance_weighted_log_likelihoods(model: ConvVAE, images: torch.Tensor, sa
     generator = torch.Generator().manual_seed(seed)
     normal = torch.distributions.Normal(0.0, 1.0)
     per_image = []
-    for start in range(0, len(images), batch_size):
+    for start in progress(range(0, len(images), batch_size), -(-len(images) // batch_size),
+                          f"importance-weighted NLL ({samples} samples per image)"):
         x = images[start:start + batch_size]
         mean, log_var = model.encode(x)
         std = (0.5 * log_var).exp()

@@ -7,7 +7,6 @@ so loading never unpickles code; the pyfunc wrapper exists for `mlflow models se
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,44 +34,59 @@ def load_model_dir(directory: str | Path) -> torch.nn.Module:
     return model.eval()
 
 
+MAX_SAMPLES = 4096
+
+
 class GeneratorPyfunc(mlflow.pyfunc.PythonModel):
-    """`predict(pd.DataFrame({"n": [64]}))` → n samples, N×C×H×W floats in [0, 1]."""
+    """`predict(pd.DataFrame({"n": [64], "seed": [0]}))` → n samples, N×C×H×W floats in [0, 1]; the same seed
+    gives the same images. What `mlflow models serve` answers on /invocations."""
 
     def load_context(self, context: Any) -> None:
         self.model = load_model_dir(context.artifacts[ARTIFACT_KEY])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
         n = int(model_input["n"].iloc[0])
-        return self.model.sample(n).numpy()
+        if not 1 <= n <= MAX_SAMPLES:
+            raise MlflowException(f"n: {n} is outside 1..{MAX_SAMPLES}", error_code=INVALID_PARAMETER_VALUE)
+        seed = model_input["seed"].iloc[0] if "seed" in model_input else None
+        generator = torch.Generator().manual_seed(int(seed)) if seed is not None and not pd.isna(seed) else None
+        with torch.no_grad():
+            return self.model.sample(n, generator).numpy()
 
 
 def _signature(model_dir: Path) -> ModelSignature:
     config = load_checkpoint(model_dir)[1]["config"]
     shape = (-1, config["channels"], config["image_size"], config["image_size"])
-    return ModelSignature(inputs=Schema([ColSpec("long", "n")]),
+    return ModelSignature(inputs=Schema([ColSpec("long", "n"), ColSpec("long", "seed", required=False)]),
                           outputs=Schema([TensorSpec(np.dtype("float32"), shape)]))
+
+
+def _requirements() -> list[str]:
+    """Pinned, resolvable requirements of the pyfunc: the library itself travels with the model (code_paths)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name).split('+')[0]}" for name in ("torch", "numpy", "pandas", "pydantic", "mlflow")]
 
 
 def log_model(model_dir: Path, registered_name: str) -> Any:
     """Log the checkpoint folder as a pyfunc in the active run and register it; returns the ModelVersion."""
-    with warnings.catch_warnings():  # the signature is explicit; MLflow still asks for an input example
-        warnings.simplefilter("ignore", UserWarning)
-        info = _log_pyfunc(model_dir, registered_name)
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+        artifacts={ARTIFACT_KEY: str(model_dir)},
+        code_paths=[str(Path(__file__).parents[1])],  # the gen_platform package: no install needed to serve
+        signature=_signature(model_dir),
+        input_example=pd.DataFrame({"n": [4], "seed": [0]}),
+        pip_requirements=_requirements(),
+        registered_model_name=registered_name,
+    )
     client = mlflow.MlflowClient()
     versions = client.search_model_versions(f"name='{registered_name}' and run_id='{info.run_id}'",
                                             order_by=["version_number DESC"], max_results=1)
     return versions[0]
-
-
-def _log_pyfunc(model_dir: Path, registered_name: str) -> Any:
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-        artifacts={ARTIFACT_KEY: str(model_dir)},
-        signature=_signature(model_dir),
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pandas", "gen_platform"],
-        registered_model_name=registered_name,
-    )
 
 
 def load_generator(model_uri: str) -> torch.nn.Module:

@@ -9,9 +9,10 @@ from typing import Any, Iterator
 import mlflow
 
 from gen_platform.config import PipelineParams
-from gen_platform.evaluation.images import epoch_progress_grid
+from gen_platform.evaluation.images import epoch_progress_grid, image_grid
 from gen_platform.scoring import Evaluation
-from gen_platform.tracking.lineage import lineage_tags, logged_params
+from gen_platform.tracking.lineage import lineage_tags, log_provenance, logged_params, run_name
+from gen_platform.tracking.live import LiveCurves, log_epochs
 from gen_platform.tracking.store import use_experiment
 from gen_platform.training.launcher import FitResult
 from gen_platform.workspace import Workspace, read_json, write_json
@@ -38,39 +39,49 @@ def _interrupted_run(ws: Workspace, logged: dict[str, Any]) -> str | None:
 @contextlib.contextmanager
 def training_run(ws: Workspace, params: PipelineParams) -> Iterator[str]:
     """Yields the MLflow run id a training logs to; on success records it in `ws.run_file`."""
-    experiment_id = use_experiment(ws.repo, params.registered_model_name)
+    experiment_id = use_experiment(ws.repo, params.data.dataset)
     logged = logged_params(params)
     resumed = _interrupted_run(ws, logged)
     with mlflow.start_run(run_id=resumed, experiment_id=None if resumed else experiment_id,
-                          tags=None if resumed else lineage_tags(ws, params)) as run:
+                          run_name=None if resumed else run_name(params),
+                          tags=None if resumed else lineage_tags(ws, params), log_system_metrics=True) as run:
         write_json(ws.in_progress_file, {"run_id": run.info.run_id, "params": logged})
         if resumed:
             print(f"resuming the interrupted MLflow run {resumed} from its last Ray checkpoint")
         else:
             mlflow.log_params(logged)
+            log_provenance(ws, params)
         print(f"MLflow run {run.info.run_id} ({params.registered_model_name}); training on Ray Train")
         yield run.info.run_id
     write_json(ws.run_file, {"run_id": run.info.run_id, "experiment_id": experiment_id})
     ws.in_progress_file.unlink()
 
 
+def live_curves(run_id: str) -> LiveCurves:
+    """The hook that logs each epoch to the training's run while it trains."""
+    return LiveCurves(mlflow.get_tracking_uri(), run_id)
+
+
 def log_training(result: FitResult) -> None:
-    """Within the training's run: the per-epoch curves, the per-epoch pictures and where the checkpoint is."""
-    for record in result.history:
-        mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
+    """Within the training's run: any epoch the live logging missed, the per-epoch pictures and where the
+    checkpoint is."""
+    log_epochs(mlflow.get_tracking_uri(), mlflow.active_run().info.run_id, result.history)
     if result.snapshots:
         mlflow.log_image(epoch_progress_grid(result.snapshots), "fixed_noise_by_epoch.png")
+        for epoch, snapshot in enumerate(result.snapshots, start=1):  # MLflow's image comparison, per epoch
+            mlflow.log_image(image_grid(snapshot.float() / 255), key="fixed_noise", step=epoch)
     mlflow.set_tag("ray_checkpoint", result.checkpoint_path)
 
 
 def log_evaluation(ws: Workspace, params: PipelineParams, run_id: str, evaluation: Evaluation) -> None:
     """Scores and pictures on the run that trained the model. Keys the curves already hold (val_*) keep their
     per-epoch history; the full-split values used for promotion are on the registered version."""
-    use_experiment(ws.repo, params.registered_model_name)
+    use_experiment(ws.repo, params.data.dataset)
     with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None) as run:
         mlflow.log_metrics({k: v for k, v in evaluation.scores.items() if k not in run.data.metrics})
         for name, picture in evaluation.pictures.items():
             mlflow.log_image(picture, f"{name}.png")
+            mlflow.log_image(picture, key=name, step=params.train.epochs)  # MLflow's image comparison across runs
 
 
 def last_training_run(ws: Workspace) -> str:

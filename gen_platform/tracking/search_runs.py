@@ -11,7 +11,7 @@ from ray.tune import Callback
 
 from gen_platform.config import PipelineParams
 from gen_platform.errors import GenPlatformError
-from gen_platform.tracking.lineage import lineage_tags
+from gen_platform.tracking.lineage import lineage_tags, log_provenance
 from gen_platform.tracking.store import use_experiment
 from gen_platform.tuning.search import SearchResult
 from gen_platform.workspace import Workspace
@@ -21,22 +21,24 @@ from gen_platform.workspace import Workspace
 def search_run(ws: Workspace, params: PipelineParams, resume: bool = False) -> Iterator[mlflow.ActiveRun]:
     """The parent run of a search, with the lineage tags of a training; `resume`: the latest search of this
     model that did not finish (its driver was killed, or it failed), reopened."""
-    experiment_id = use_experiment(ws.repo, params.registered_model_name)
+    experiment_id = use_experiment(ws.repo, params.data.dataset)
     if resume:
-        with mlflow.start_run(run_id=_unfinished_search(experiment_id, params.registered_model_name)) as parent:
+        with mlflow.start_run(run_id=_unfinished_search(experiment_id, params)) as parent:
             yield parent
         return
     tags = lineage_tags(ws, params) | {"search": "true"}
-    with mlflow.start_run(experiment_id=experiment_id, tags=tags, run_name=f"tune-{params.model.family}") as parent:
+    with mlflow.start_run(experiment_id=experiment_id, tags=tags, run_name=f"tune {params.registered_model_name}") as parent:
+        log_provenance(ws, params)
         yield parent
 
 
-def _unfinished_search(experiment_id: str, model_name: str) -> str:
+def _unfinished_search(experiment_id: str, params: PipelineParams) -> str:
     unfinished = mlflow.MlflowClient().search_runs(
-        [experiment_id], "tags.search = 'true' and attributes.status != 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=1)
+        [experiment_id], f"tags.search = 'true' and tags.family = '{params.model.family}' and "
+        "attributes.status != 'FINISHED'", order_by=["attributes.start_time DESC"], max_results=1)
     if not unfinished:
-        raise GenPlatformError(f"{model_name}: no interrupted search to resume (every search run has finished)")
+        raise GenPlatformError(f"{params.registered_model_name}: no interrupted search to resume (every search run "
+                               "has finished)")
     return unfinished[0].info.run_id
 
 
@@ -52,17 +54,18 @@ class LiveTrialRuns(Callback):
     """A Tune callback (in the search's driver) that opens a child run when a trial starts and logs each of its
     epochs as it reports, so a user watching the parent run sees trials arrive and progress."""
 
-    def __init__(self, parent: mlflow.ActiveRun):
+    def __init__(self, parent: mlflow.ActiveRun, total: int):
+        self.total, self.ended = total, set()
         self.tracking_uri = mlflow.get_tracking_uri()
         self.experiment_id, self.parent_id = parent.info.experiment_id, parent.info.run_id
         self.inherited = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.") and k != "search"}
         self.runs: dict[str, str] = {}  # Tune trial id → MLflow run id
 
     def get_state(self) -> dict[str, Any]:  # saved by Tune with the experiment, so a resumed search goes on
-        return {"runs": self.runs}        # logging into the same child runs
+        return {"runs": self.runs, "ended": sorted(self.ended)}  # logging into the same child runs
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.runs = dict(state["runs"])
+        self.runs, self.ended = dict(state["runs"]), set(state.get("ended", []))
 
     def _client(self) -> mlflow.MlflowClient:
         # Made per call, not held: Tune saves its callbacks with the experiment state, and a client is not picklable.
@@ -86,6 +89,16 @@ class LiveTrialRuns(Callback):
         metrics = [mlflow.entities.Metric(k, float(v), int(result.get("timestamp", 0)) * 1000, step)
                    for k, v in result.items() if k.startswith(("train_", "val_"))]
         self._client().log_batch(run_id, metrics=metrics)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended(trial, "ended")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended(trial, "failed")
+
+    def _ended(self, trial: Any, how: str) -> None:  # the search's progress, as plain lines
+        self.ended.add(trial.trial_id)
+        print(f"trial {trial.trial_id} {how} ({len(self.ended)} of {self.total} trials done)", flush=True)
 
 
 def log_search(search: SearchResult, runs: dict[str, str]) -> None:

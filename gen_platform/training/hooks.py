@@ -24,3 +24,6 @@ class EpochHook:
 
     def on_epoch_end(self, state: WorkerState, model: nn.Module) -> None:
         pass
+
+    def on_epoch_reported(self, state: WorkerState, record: dict[str, float]) -> None:
+        """After the epoch's metrics (and, from rank 0, its checkpoint) were reported to Ray."""

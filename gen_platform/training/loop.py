@@ -152,3 +152,5 @@ def run_epochs(inputs: TrainingInputs, session: TrainSession | TuneSession) -> N
             _progress(_format(record, params.train.epochs, recipe.progress))
         else:
             session.report(record)
+        for hook in hooks:
+            hook.on_epoch_reported(worker, record)

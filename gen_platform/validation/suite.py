@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import pandas as pd
 
 from gen_platform.settings import DataParams, ValidationParams
 from gen_platform.data.arrays import ImageArrays
+from gen_platform.progress import progress
 
 IMAGE_COLUMNS = ["split", "label", "height", "width", "channels", "dtype",
                  "pixel_min", "pixel_max", "nan_count", "sha1"]
@@ -59,7 +61,7 @@ def _short_kwargs(kwargs: dict[str, Any]) -> str:
 def image_table(splits: dict[str, ImageArrays]) -> pd.DataFrame:
     rows = []
     for split, arrays in splits.items():
-        for image, label in zip(arrays.images, arrays.labels):
+        for image, label in progress(zip(arrays.images, arrays.labels), len(arrays), f"per-image statistics of {split}"):
             as_float = image.astype(np.float64, copy=False)
             rows.append({
                 "split": split, "label": int(label),
@@ -114,31 +116,58 @@ def _observed(result: Any) -> str:
     return "n/a"
 
 
-def _run_suite(context: Any, name: str, frame: pd.DataFrame, expectations: list) -> list[ExpectationOutcome]:
-    import great_expectations as gx
+def _get_or_add(get: Any, add: Any, name: str) -> Any:
+    try:
+        return get(name)
+    except LookupError:  # what GE raises for a missing asset or batch definition
+        return add(name)
 
-    batch = (context.data_sources.add_pandas(f"{name}_source")
-             .add_dataframe_asset(name).add_batch_definition_whole_dataframe(f"{name}_batch"))
-    suite = context.suites.add(gx.ExpectationSuite(name=f"{name}_suite", expectations=expectations))
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}_check", data=batch, suite=suite))
-    run = definition.run(batch_parameters={"dataframe": frame})
+
+def _run_suite(context: Any, name: str, frame: pd.DataFrame, expectations: list, docs: bool) -> list[ExpectationOutcome]:
+    """One suite over one table. In a project context (`docs`) the suite, its validation definition and a
+    checkpoint are saved (replacing the previous ones: the suite is defined by params.yaml, not edited in
+    GE), the result joins the stored validations and the Data Docs site is rebuilt."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    source = context.data_sources.add_or_update_pandas(f"{name}_source")
+    asset = _get_or_add(source.get_asset, source.add_dataframe_asset, name)
+    batch = _get_or_add(asset.get_batch_definition, asset.add_batch_definition_whole_dataframe, f"{name}_batch")
+    suite = context.suites.add_or_update(gx.ExpectationSuite(name=f"{name}_suite", expectations=expectations))
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=f"{name}_check", data=batch, suite=suite))
+    if docs:
+        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+            name=f"{name}_checkpoint", validation_definitions=[definition], actions=[UpdateDataDocsAction(name="docs")]))
+        (run,) = checkpoint.run(batch_parameters={"dataframe": frame}).run_results.values()
+    else:
+        run = definition.run(batch_parameters={"dataframe": frame})
     return [ExpectationOutcome(table=name, expectation=r.expectation_config.type,
                                kwargs={k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"},
                                success=bool(r.success), observed=_observed(r))
             for r in run.results]
 
 
-def validate_splits(splits: dict[str, ImageArrays], data: DataParams, rules: ValidationParams) -> ValidationReport:
-    """Run the suite on all splits together; returns the full report (the caller decides to stop)."""
+def data_docs_index(project_root: Path) -> Path:
+    return project_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def validate_splits(splits: dict[str, ImageArrays], data: DataParams, rules: ValidationParams,
+                    project_root: Path | None = None) -> ValidationReport:
+    """Run the suite on all splits together; returns the full report (the caller decides to stop). With a
+    `project_root`, Great Expectations keeps its suites and every validation result in `<root>/gx/` and
+    rebuilds its Data Docs (`data_docs_index`), so past validations can be browsed."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     images = image_table(splits)
-    context = gx.get_context(mode="ephemeral")
+    context = (gx.get_context(mode="file", project_root_dir=str(project_root)) if project_root
+               else gx.get_context(mode="ephemeral"))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no "Calculating Metrics" bars
     expectations = _expectations(data, rules)
-    outcomes = (_run_suite(context, "images", images, expectations["images"])
-                + _run_suite(context, "classes", class_table(images), expectations["classes"]))
+    docs = project_root is not None
+    outcomes = (_run_suite(context, "images", images, expectations["images"], docs)
+                + _run_suite(context, "classes", class_table(images), expectations["classes"], docs))
     return ValidationReport(success=all(o.success for o in outcomes), rows=len(images), outcomes=outcomes)

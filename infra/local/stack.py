@@ -5,7 +5,8 @@ exactly the processes `up` started (recorded in <stack dir>/stack.json).
     python infra/local/stack.py up|down        (make stack-up / make stack-down)
 
 Settings (environment): GENP_STACK_DIR (.stack), GENP_PREFECT_PORT (4200), GENP_MLFLOW_PORT (5000),
-GENP_RAY_PORT (6380), GENP_RAY_DASHBOARD_PORT (8265).
+GENP_RAY_PORT (6380), GENP_RAY_DASHBOARD_PORT (8265), GENP_MLFLOW_STORE_DIR (the repository: its mlflow.db and
+mlartifacts/, the store `make run` and `genp` use).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ HOST = "127.0.0.1"
 PORTS = {name: int(os.environ.get(f"GENP_{name.upper()}_PORT", default))
          for name, default in (("prefect", 4200), ("mlflow", 5000), ("ray", 6380), ("ray_dashboard", 8265))}
 # Ray keeps sockets under its temp dir, whose path must stay short; one per stack directory.
+# By default the repository's own MLflow store: runs of `make run`, `genp`, `dvc repro` and of the deployments
+# land in one place.
+STORE = Path(os.environ.get("GENP_MLFLOW_STORE_DIR", ROOT)).resolve()
 RAY_TEMP = Path("/tmp") / f"genp-stack-{hashlib.sha256(str(STACK).encode()).hexdigest()[:8]}"
 
 
@@ -119,8 +123,8 @@ def up() -> None:
     pids["prefect"] = _spawn("prefect", [str(BIN / "prefect"), "server", "start", "--host", HOST,
                                          "--port", str(PORTS["prefect"]), "--analytics-off"], _env())
     pids["mlflow"] = _spawn("mlflow", [str(BIN / "mlflow"), "server", "--host", HOST, "--port", str(PORTS["mlflow"]),
-                                       "--backend-store-uri", f"sqlite:///{STACK / 'mlflow.db'}",
-                                       "--artifacts-destination", str(STACK / "mlartifacts"), "--workers", "1"], _env())
+                                       "--backend-store-uri", f"sqlite:///{STORE / 'mlflow.db'}",
+                                       "--artifacts-destination", str(STORE / "mlartifacts"), "--workers", "1"], _env())
     record()
     _wait_http(urls()["prefect"] + "/api/health", "Prefect server", expect=b"true")
     _wait_http(urls()["mlflow"] + "/health", "MLflow server")

@@ -26,7 +26,7 @@ def workspace(tmp_path_factory):
 
 def _runs(ws):
     client = mlflow_client(ws)
-    experiment = client.get_experiment_by_name("vae-digits")
+    experiment = client.get_experiment_by_name("digits")
     return client, client.search_runs([experiment.experiment_id])
 
 

@@ -10,7 +10,7 @@ import yaml
 
 from gen_platform.data.arrays import ImageArrays, load_npz, write_npz
 from gen_platform.tracking.model_io import load_generator
-from tests.integration.workspace import make_workspace, mlflow_client, run
+from tests.integration.workspace import GIT, make_workspace, mlflow_client, run
 
 pytestmark = pytest.mark.integration
 EPOCHS = 3
@@ -60,6 +60,22 @@ def test_first_repro_registers_a_champion_that_samples(workspace):
     assert champion.tags["promotion.promoted"] == "True"
 
 
+def test_lineage_of_the_trained_champion(workspace):
+    data_md5 = yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
+    lineage = json.loads(run(["genp", "lineage", f"{MODEL}@champion", "--json"], workspace).stdout)
+    # DVC rewrote dvc.lock during the run: bookkeeping, so the commit still counts as clean.
+    assert lineage["code"] == {"git_commit": run(["git", "rev-parse", "HEAD"], workspace).stdout.strip(),
+                               "clean": True, "uncommitted": [], "diff": None}
+    assert lineage["data"] == {"md5": data_md5, "dvc_path": "data/raw", "dataset": "digits"}
+    assert lineage["validation"]["verdict"] == "passed"
+    assert lineage["validation"]["report"].endswith("/lineage/validation.html")
+    assert lineage["params"]["model.beta"] == "1.0" and "nll" in lineage["metrics"]
+    assert lineage["search"] is None and lineage["flow_run_id"] is None
+    assert lineage["promotion"]["promoted"] == "True"
+    printed = run(["genp", "lineage", f"{MODEL}/1"], workspace).stdout
+    assert f"md5 {data_md5} at data/raw" in printed and ", clean" in printed and "validation      passed" in printed
+
+
 def test_cli_samples_from_the_champion(workspace):
     run(["genp", "sample", f"{MODEL}@champion", "-n", "9", "-o", "grid.png"], workspace)
     assert (workspace / "grid.png").stat().st_size > 100
@@ -77,6 +93,8 @@ def test_second_repro_finds_everything_up_to_date(workspace):
 
 
 def test_changing_beta_reruns_only_train_evaluate_register(workspace):
+    run(GIT + ["add", "-A"], workspace)
+    run(GIT + ["commit", "-qm", "beta 1 trained"], workspace)  # dvc.lock of the first run: a revision to compare
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["model"]["vae"]["beta"] = 8.0
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -88,6 +106,14 @@ def test_changing_beta_reruns_only_train_evaluate_register(workspace):
     # β=8 over-regularises: its ELBO at β=1 is worse, so the champion must stay at v1.
     assert decision["challenger"] > decision["champion"] and not decision["promoted"]
     assert _champion(workspace) == ("1", 2)
+
+    # DVC plots compare the training curves of the two revisions.
+    plots = json.loads(run(["dvc", "plots", "diff", "HEAD", "--json"], workspace).stdout)["data"]
+    (curve,) = [plots[key][0] for key in plots if key.endswith("val_neg_elbo.json")]
+    points = [(point["rev"], point["epoch"]) for point in curve["content"]["data"]["values"]]
+    assert sorted(points) == sorted((rev, epoch) for rev in ("HEAD", "workspace") for epoch in range(1, EPOCHS + 1))
+    run(["dvc", "plots", "diff", "HEAD", "-o", "plots-html"], workspace)
+    assert "val_neg_elbo" in (workspace / "plots-html" / "index.html").read_text()
 
 
 def _nan_pixels(a):
@@ -158,7 +184,8 @@ def test_training_refuses_data_that_failed_validation(workspace):
 
 
 def test_switching_family_is_one_value_in_a_dvc_experiment(workspace):
-    result = run(["dvc", "exp", "run", "-S", "model.family=gan", "-S", "model.gan.loss=hinge",
+    """In a temporary copy (`--temp`): it still records into the repository's MLflow store."""
+    result = run(["dvc", "exp", "run", "--temp", "-n", "gan-hinge", "-S", "model.family=gan", "-S", "model.gan.loss=hinge",
                   "-S", "model.gan.d_steps_per_g_step=2", "-S", "model.gan.spectral_norm=true",
                   "-S", "model.gan.ema_decay=0.99"], workspace)
     assert _stages_run(result.stdout)[-3:] == ["train", "evaluate", "register"]
@@ -166,6 +193,9 @@ def test_switching_family_is_one_value_in_a_dvc_experiment(workspace):
     champion = client.get_model_version_by_alias("gan-digits", "champion")
     run_data = client.get_run(champion.run_id).data
     assert run_data.params["model.family"] == "gan" and run_data.params["model.loss"] == "hinge"
+    assert run_data.tags["dvc_experiment"] == "gan-hinge"
+    shown = run(["dvc", "exp", "show", "--json"], workspace).stdout
+    assert "gan-hinge" in shown and "val_fd" in shown  # `dvc exp show` lists the experiment's final metrics
     assert {"fd", "kid", "precision", "recall", "density", "coverage", "val_fd", "train_d_loss"} <= set(run_data.metrics)
     assert "nll" not in run_data.metrics
     assert champion.tags["selection_metric"] == "val_fd"

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 
+import mlflow
 import numpy as np
 import pytest
 import yaml
@@ -17,6 +18,7 @@ import yaml
 from bench import stack_load
 from bench._stack_client import api, artifact, create_run, local_stack, logs, reported_mlflow_run, run_together, wait
 from gen_platform.data.arrays import ImageArrays, load_npz, write_npz
+from gen_platform.tracking.store import tracking_uri
 from tests.conftest import REPO
 from tests.integration.sockets import beyond_loopback, listening, process_trees
 from tests.integration.workspace import commit_new_data_version, make_workspace, run
@@ -39,8 +41,6 @@ def _run(base: str, deployment: str, parameters: dict, timeout: float = 400) -> 
 
 
 def _registry(urls: dict, name: str):
-    import mlflow
-
     client = mlflow.MlflowClient(urls["mlflow"])
     return client, client.search_model_versions(f"name='{name}'")
 
@@ -65,6 +65,10 @@ def test_api_triggered_run_registers_in_the_mlflow_server(stack):
     client, versions = _registry(urls, "vae-digits")
     champion = client.get_model_version_by_alias("vae-digits", "champion")
     assert len(versions) == 1 and client.get_run(champion.run_id).data.params["model.beta"] == "2.0"
+    # The server serves the repository's own store, the one `make run`, `genp` and `dvc repro` write to.
+    local = mlflow.MlflowClient(tracking_uri(workspace))
+    assert local.get_model_version_by_alias("vae-digits", "champion").run_id == champion.run_id
+    assert client.get_run(champion.run_id).data.tags["flow_run_id"] == flow_run["id"]  # lineage to the flow run
     artifacts = api(urls["prefect"], "POST", "/artifacts/filter",
                      {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})
     kinds = {artifact["key"]: artifact["type"] for artifact in artifacts if artifact["key"]}

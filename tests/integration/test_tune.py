@@ -59,6 +59,11 @@ def test_search_registers_the_best_trial(workspace, family):
     assert str(champion.version) == summary["registration"]["version"]  # the first search of the family
     # A tuned champion carries the lineage of a trained one, so the nightly retrain skips on the same data.
     assert not retrain_needed(f"{family}-digits", parent.data.tags["data_version"])[0]
+    lineage = json.loads(run(["genp", "lineage", f"{family}-digits@champion", "--json"], workspace).stdout)
+    assert lineage["search"] == {"parent_run_id": parent.info.run_id, "trial_id": best.data.tags["trial_id"]}
+    assert lineage["data"]["md5"] == parent.data.tags["data_version"] and lineage["code"]["git_commit"]
+    assert lineage["validation"]["report"].endswith("/lineage/validation.html")  # the search's, on its parent
+    assert {summary["metric"], "fd"} <= set(lineage["metrics"])
 
 
 def test_second_search_never_installs_a_worse_champion(workspace):
@@ -79,7 +84,7 @@ def _search_runs(client, experiment_id):
 
 def test_a_killed_search_resumes_in_its_parent_run(workspace):
     client = mlflow_client(workspace)
-    experiment_id = client.get_experiment_by_name("vae-digits").experiment_id
+    experiment_id = client.get_experiment_by_name("digits").experiment_id
     before = {run.info.run_id for run in _search_runs(client, experiment_id)}
     args = ["genp", "tune", "--family", "vae", "--trials", "8", "--epochs", "3", "-s", "tune.seed=7"]
     env = {k: v for k, v in os.environ.items() if k not in {"MLFLOW_TRACKING_URI", "RAY_ADDRESS"}}
