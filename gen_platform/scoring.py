@@ -15,6 +15,7 @@ from gen_platform.evaluation.classifier import FeatureModule, SavedClassifier
 from gen_platform.evaluation.distribution import distribution_metrics, frechet_distance
 from gen_platform.evaluation.images import image_grid
 from gen_platform.evaluation.inception import load_inception
+from gen_platform.evaluation.memorisation import closest_pairs_grid, memorisation
 from gen_platform.models import get_family
 
 INCEPTION_BATCH = 64  # 299×299 RGB inputs: about 70 MB per batch
@@ -33,7 +34,8 @@ def _samples(model: torch.nn.Module, n: int, seed: int, batch_size: int) -> torc
 
 def evaluate_model(model: torch.nn.Module, params: PipelineParams, splits: dict[str, ImageArrays],
                    classifier: SavedClassifier, root: Path = Path(".")) -> Evaluation:
-    """Test-split `fd`, `kid`, `precision`, `recall`, `density`, `coverage` and `val_fd` for every family,
+    """Test-split `fd`, `kid`, `precision`, `recall`, `density`, `coverage`, `val_fd` and the memorisation
+    check's `copy_rate` (with a picture of the samples closest to a training image) for every family,
     standard `fid` when `evaluate.inception_weights` names an extractor (relative to `root`), a sample grid,
     and the family's own scores and pictures (the VAE: ELBO at β=1 and `nll`)."""
     settings = params.evaluate
@@ -45,7 +47,11 @@ def evaluate_model(model: torch.nn.Module, params: PipelineParams, splits: dict[
     scores["val_fd"] = frechet_distance(val, fake[:len(val)], features, settings.batch_size)
     if inception is not None:
         scores["fid"] = frechet_distance(test, fake, inception, INCEPTION_BATCH)
-    pictures = {"samples": image_grid(model.sample(settings.num_samples, torch.Generator().manual_seed(settings.seed)))}
+    copies = memorisation(fake, to_tensor(splits["train"].images), test, features, settings.copy_quantile,
+                          settings.batch_size)
+    scores |= {"copy_rate": copies.copy_rate, "copy_threshold": copies.threshold}
+    pictures = {"samples": image_grid(model.sample(settings.num_samples, torch.Generator().manual_seed(settings.seed))),
+                "closest_training_images": closest_pairs_grid(copies, fake, to_tensor(splits["train"].images))}
     family = get_family(params.model.family)
     own = family.score(model, val, test, settings)
     scores |= own.scores

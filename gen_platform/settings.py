@@ -75,6 +75,8 @@ class EvaluateParams(Section):
     nll_importance_samples: int = Field(100, ge=1, le=10_000, description="k of the importance-weighted NLL")
     inception_weights: str | None = Field(None, description="TorchScript Inception-v3 for standard `fid` "
                                           "(path relative to the repository; nothing is downloaded)")
+    copy_quantile: float = Field(0.01, gt=0, lt=1, description="a sample closer to a training image than this "
+                                 "quantile of test-to-training neighbour distances counts as a copy (`copy_rate`)")
     seed: int = 0
 
 
@@ -92,3 +94,5 @@ class TuneParams(Section):
 class RegistryParams(Section):
     alias: str = Field("champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
     min_improvement: float = Field(0.0, ge=0, description="nats/image a challenger must gain to be promoted")
+    max_copy_rate: float | None = Field(None, ge=0, le=1, description="never promote a model whose `copy_rate` "
+                                        "is above this (off when null)")

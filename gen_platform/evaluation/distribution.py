@@ -28,7 +28,7 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor, features: nn.Module
 
 
 @torch.no_grad()
-def _features(images: torch.Tensor, features: nn.Module, batch_size: int) -> torch.Tensor:
+def features_of(images: torch.Tensor, features: nn.Module, batch_size: int) -> torch.Tensor:
     return torch.cat([features(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]).cpu()
 
 
@@ -42,7 +42,7 @@ def distribution_metrics(real: torch.Tensor, fake: torch.Tensor, features: nn.Mo
     _feed(kid, real, fake, batch_size)
     kid_mean, _ = kid.compute()
     with contextlib.redirect_stdout(io.StringIO()):  # prdc prints its sample counts
-        manifold = compute_prdc(real_features=_features(real, features, batch_size).numpy(),
-                                fake_features=_features(fake, features, batch_size).numpy(), nearest_k=nearest_k)
+        manifold = compute_prdc(real_features=features_of(real, features, batch_size).numpy(),
+                                fake_features=features_of(fake, features, batch_size).numpy(), nearest_k=nearest_k)
     return {"fd": frechet_distance(real, fake, features, batch_size), "kid": float(kid_mean),
             **{name: float(value) for name, value in manifold.items()}}

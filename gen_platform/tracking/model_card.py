@@ -11,6 +11,9 @@ def model_card(params: PipelineParams, scores: dict[str, float], data_version: s
     settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in params.model.logged().items()) + "\n" + "\n".join(
         f"| `train.{k}` | `{v}` |" for k, v in params.train.model_dump().items()
         if k in {"epochs", "batch_size", "num_workers", "seed"})
+    memorisation = (f"- memorisation: `copy_rate` {scores['copy_rate']:.3f} (share of samples closer to a training image "
+                    f"than {params.evaluate.copy_quantile:.0%} of test images are); the closest sample/training pairs: "
+                    "run artifact `closest_training_images.png`\n" if "copy_rate" in scores else "")
     return f"""# {params.registered_model_name}
 
 A {params.model.family.upper()} trained by gen_platform on `{params.data.dataset}`
@@ -19,7 +22,7 @@ A {params.model.family.upper()} trained by gen_platform on `{params.data.dataset
 - data version (DVC md5 of data/raw): `{data_version}`
 - MLflow run: `{run_id}`
 - sample grid: run artifact `{sample_grid}`
-
+{memorisation}
 ## Parameters
 | parameter | value |
 |---|---|

@@ -78,7 +78,8 @@ def current_champion(client: mlflow.MlflowClient, name: str, alias: str, metric:
 
 
 def register_and_promote(model_dir: Path, name: str, alias: str, metric: str, value: float,
-                         min_improvement: float = 0.0, description: str | None = None) -> PromotionDecision:
+                         min_improvement: float = 0.0, description: str | None = None,
+                         veto: str | None = None) -> PromotionDecision:
     """Within an active MLflow run: log and register the model, then apply the champion rule."""
     client = mlflow.MlflowClient()
     version = str(log_model(model_dir, name).version)
@@ -90,7 +91,7 @@ def register_and_promote(model_dir: Path, name: str, alias: str, metric: str, va
     # old champion and the later write leave the worse model with the alias.
     with promotion_lock(name):
         champion_version, champion_value = current_champion(client, name, alias, metric)
-        promoted, reason = decide(value, champion_value, min_improvement)
+        promoted, reason = (False, veto) if veto else decide(value, champion_value, min_improvement)
         if promoted:
             client.set_registered_model_alias(name, alias, version)
     decision = PromotionDecision(name, version, alias, metric, value, champion_value, champion_version,
@@ -113,11 +114,20 @@ def register_run(params: PipelineParams, model_dir: Path, run_id: str, scores: d
     with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         mlflow.log_text(card, "model_card.md")
         decision = register_and_promote(model_dir, params.registered_model_name, params.registry.alias, metric,
-                                        scores[metric], params.registry.min_improvement, description=card)
+                                        scores[metric], params.registry.min_improvement, description=card,
+                                        veto=copy_veto(scores, params.registry.max_copy_rate))
     client = mlflow.MlflowClient()
     client.set_model_version_tag(decision.model_name, decision.version, "data_version", data_version)
     client.set_registered_model_tag(decision.model_name, EVALUATED_DATA_TAG, data_version)
     return decision
+
+
+def copy_veto(scores: dict[str, float], max_copy_rate: float | None) -> str | None:
+    """Why a model that copies its training images must not be promoted (None: no objection)."""
+    rate = scores.get("copy_rate")
+    if max_copy_rate is None or rate is None or rate <= max_copy_rate:
+        return None
+    return f"copy_rate {rate:.3f} is above registry.max_copy_rate {max_copy_rate}: the model reproduces training images"
 
 
 def retrain_needed(name: str, current_data_version: str) -> tuple[bool, str]:

@@ -52,10 +52,13 @@ def test_first_repro_registers_a_champion_that_samples(workspace):
     curve = client.get_metric_history(champion.run_id, "val_neg_elbo")
     assert [m.step for m in curve] == list(range(1, EPOCHS + 1))
     expected_metrics = {"train_loss", "train_recon", "train_kl", "val_neg_elbo", "test_neg_elbo", "nll",
-                        "fd", "kid", "precision", "recall", "density", "coverage", "classifier_test_accuracy"}
+                        "fd", "kid", "precision", "recall", "density", "coverage", "classifier_test_accuracy",
+                        "copy_rate", "copy_threshold"}
     assert expected_metrics <= set(run_data.metrics)
     artifacts = {a.path for a in client.list_artifacts(champion.run_id)}
-    assert {"samples.png", "reconstructions.png", "interpolations.png", "model_card.md"} <= artifacts
+    assert {"samples.png", "reconstructions.png", "interpolations.png", "closest_training_images.png",
+            "model_card.md"} <= artifacts
+    assert "copy_rate" in champion.description  # the memorisation check is on the model card
     assert data_md5 in champion.description and "| `nll` |" in champion.description
     assert champion.tags["promotion.promoted"] == "True"
 

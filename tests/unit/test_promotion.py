@@ -103,3 +103,13 @@ def test_a_retrain_that_did_not_promote_is_not_repeated_on_the_same_data(store):
     assert registry.retrain_needed("vae-digits", "data-c")[0]
     version = mlflow.MlflowClient().get_model_version("vae-digits", worse.version)
     assert version.tags["data_version"] == "data-b"
+
+
+def test_a_vetoed_model_is_registered_but_never_promoted(store):
+    """The memorisation gate: even with no champion at all, a vetoed challenger does not take the alias."""
+    with mlflow.start_run():
+        decision = registry.register_and_promote(store, NAME, "champion", METRIC, 10.0,
+                                                 veto="copy_rate 0.900 is above registry.max_copy_rate 0.05")
+    assert not decision.promoted and decision.reason.startswith("copy_rate 0.900")
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        mlflow.MlflowClient().get_model_version_by_alias(NAME, "champion")

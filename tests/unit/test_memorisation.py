@@ -1,0 +1,48 @@
+"""The memorisation check catches a generator that hands back training images, passes a trained VAE, and can
+veto a promotion."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gen_platform.config import parse_params
+from gen_platform.data.arrays import to_tensor
+from gen_platform.data.splits import split_dataset
+from gen_platform.evaluation.classifier import ClassifierArchitecture, FeatureModule, train_classifier
+from gen_platform.evaluation.memorisation import closest_pairs_grid, memorisation
+from gen_platform.models import vae
+from gen_platform.tracking.registry import copy_veto
+
+
+@pytest.fixture(scope="module")
+def world(digits):
+    splits = split_dataset(digits, 0, 0.1, 0.1)
+    classifier = train_classifier(splits["train"], ClassifierArchitecture(8, 1, 10, 64), epochs=3, batch_size=64,
+                                  learning_rate=1e-3, seed=0)
+    return {name: to_tensor(part.images) for name, part in splits.items()}, FeatureModule(classifier)
+
+
+def test_a_generator_that_returns_training_images_is_caught(world):
+    images, features = world
+    copies = images["train"][torch.randperm(len(images["train"]), generator=torch.Generator().manual_seed(0))[:400]]
+    result = memorisation(copies, images["train"], images["test"], features)
+    assert result.copy_rate == 1.0 and result.threshold > 0
+    sample, training = result.closest[0]
+    assert torch.equal(copies[sample], images["train"][training])  # the pictured pair is the copy and its original
+    assert closest_pairs_grid(result, copies, images["train"]).size[0] > 0
+    assert "above registry.max_copy_rate 0.05" in copy_veto({"copy_rate": result.copy_rate}, 0.05)
+
+
+def test_a_trained_vae_passes(world):
+    images, features = world
+    params = parse_params({})
+    torch.manual_seed(0)
+    model = vae.ConvVAE(vae.architecture_from(params.data, params.model.settings))
+    recipe = vae.Recipe(model, params.model.settings, wrap=lambda module: module, device=torch.device("cpu"))
+    for _ in range(8):
+        recipe.train_epoch(images["train"][i:i + 64] for i in range(0, len(images["train"]), 64))
+    samples = model.eval().sample(400, torch.Generator().manual_seed(1)).detach()
+    result = memorisation(samples, images["train"], images["test"], features)
+    assert result.copy_rate <= 0.05, result  # about the quantile (1 %) for a model that does not copy
+    assert copy_veto({"copy_rate": result.copy_rate}, 0.05) is None and copy_veto({"copy_rate": 0.9}, None) is None
