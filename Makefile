@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
+INSTALL := $(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt
 export PATH := $(BIN):$(PATH)
 
 .PHONY: setup run test test-unit bench clean stack-up stack-down
@@ -13,7 +14,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@bash infra/local/install-system-packages.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+	@# pip for torch (its CPU build lies on this machine's disk, where uv does not look) and uv itself; uv,
+	@# several times faster, for the rest, under the same pins.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch uv
+	$(INSTALL) -e ".[test]"
 	@touch $@
 
 # Runs the whole DVC pipeline on the embedded default dataset (scikit-learn digits).
@@ -29,10 +33,10 @@ test-unit: setup
 	pytest -m "not integration"
 
 bench: setup
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench]"
+	$(INSTALL) -e ".[test,bench]"
 	@# pythae pulls the Python 3.6 `dataclasses` backport, which shadows the standard library (Prefect's
 	@# server fails to start with it): remove it again.
-	$(BIN)/python -m pip uninstall --quiet --yes dataclasses
+	$(BIN)/uv pip uninstall --quiet --python $(BIN)/python dataclasses
 	python -m bench.train_throughput
 	python -m bench.quality
 	python -m bench.tune_efficiency

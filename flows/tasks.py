@@ -41,6 +41,20 @@ def _run_link(run_id: str) -> str:
     return f"`{run_id}` (store `{uri}`)"
 
 
+def _comparison_table(comparison: dict[str, Any] | None) -> str:
+    """Challenger and champion re-scored on the same validation images, and the improvement's interval."""
+    if comparison is None:
+        return ""
+    return f"""
+| `{comparison["metric"]}` on {comparison["samples"]} validation images | value |
+|---|---|
+| challenger | {comparison["challenger"]:.5g} |
+| champion (re-scored) | {comparison["champion"]:.5g} |
+| improvement | {comparison["improvement"]:.5g} |
+| {comparison["level"]:.0%} bootstrap interval | [{comparison["low"]:.5g}, {comparison["high"]:.5g}] |
+"""
+
+
 @task(name="publish artifacts", cache_policy=NONE)
 def publish(workspace: Workspace, title: str, scores: dict[str, float], registration: dict[str, Any],
             run_id: str) -> None:
@@ -52,6 +66,7 @@ def publish(workspace: Workspace, title: str, scores: dict[str, float], registra
 - MLflow run: {_run_link(run_id)}
 - validation: **{"passed" if verdict["success"] else "failed"}** ({len(verdict["expectations"])} expectations on {verdict["rows"]} images)
 - registry: `{registration["model_name"]}` v{registration["version"]} {promoted} `@{registration["alias"]}` ({registration["reason"]})
+{_comparison_table(registration["comparison"])}
 
 | metric | value |
 |---|---|

@@ -41,14 +41,18 @@ def _git_show(repo: Path, revision: str, path: str) -> str:
 
 
 def _materialise_data(repo: Path, root: Path, dataset: str, revision: str | None) -> None:
+    """The dataset's array file and, for a dataset imported from a folder, its class names beside it."""
     raw = Path("data") / "raw" / f"{dataset}.npz"
+    names = raw.with_name(f"{dataset}.classes.json")
     (root / raw).parent.mkdir(parents=True, exist_ok=True)
     if revision is None:
         if not (repo / raw).exists():
             raise ConfigError(f"dataset: {repo / raw} not found; import it first (genp data import {dataset})")
         if (repo / "data.dvc").exists():
             shutil.copy2(repo / "data.dvc", root / "data.dvc")
-        shutil.copy2(repo / raw, root / raw)
+        for path in (raw, names):
+            if (repo / path).exists():
+                shutil.copy2(repo / path, root / path)
         return
     from dvc.api import DVCFileSystem
 
@@ -56,7 +60,9 @@ def _materialise_data(repo: Path, root: Path, dataset: str, revision: str | None
     filesystem = DVCFileSystem(str(repo), rev=revision)
     if not filesystem.exists(raw.as_posix()):
         raise ConfigError(f"data_revision: {revision!r} has no {raw.as_posix()} in its data.dvc")
-    filesystem.get_file(raw.as_posix(), str(root / raw))
+    for path in (raw, names):
+        if filesystem.exists(path.as_posix()):
+            filesystem.get_file(path.as_posix(), str(root / path))
 
 
 def _status(root: Path) -> dict:

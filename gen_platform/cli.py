@@ -72,16 +72,20 @@ def data_import(name: str, root: RootOption = Path(".")) -> None:
     typer.echo(f"wrote {path}; track this version with `dvc add data/raw` (or `dvc commit data.dvc`)")
 
 
-@data_app.command("import-folder", help="Read FOLDER/labels.csv (file,label) and its images into data/raw/<name>.npz.")
+@data_app.command("import-folder", help="Read an image folder into data/raw/<name>.npz: one subfolder per class "
+                  "(FOLDER/<class>/<image>) or FOLDER/labels.csv with columns file,label (label = class name). "
+                  "Class names go to data/raw/<name>.classes.json.")
 def data_import_folder(folder: Path, name: Annotated[str, typer.Option(help="dataset name")],
-                       rgb: Annotated[bool, typer.Option(help="keep 3 colour channels")] = False,
+                       rgb: Annotated[bool, typer.Option(help="keep 3 colour channels (default: grey)")] = False,
+                       size: Annotated[int | None, typer.Option(min=4, max=1024, help="centre-crop to a square and "
+                                                                "resize every image to SIZE×SIZE")] = None,
                        root: RootOption = Path(".")) -> None:
-    from gen_platform.data.arrays import write_npz
-    from gen_platform.data.sources import image_folder
-
-    arrays = image_folder(folder, grayscale=not rgb)
-    path = write_npz(Workspace.at(root).raw(name), arrays)
-    typer.echo(f"wrote {path}: {len(arrays)} images of shape {arrays.images.shape[1:]}")
+    path, dataset = stages.import_folder(folder, name, Workspace.at(root), 3 if rgb else 1, size)
+    arrays, classes = dataset.arrays, dataset.classes
+    typer.echo(f"wrote {path}: {len(arrays)} images of shape {arrays.images.shape[1:]}, {len(classes)} classes "
+               f"({', '.join(classes[:10])}{', …' if len(classes) > 10 else ''}); set data.dataset: {name}, "
+               f"data.image_size, data.channels and data.num_classes: {len(classes)} in params.yaml, then "
+               "`dvc add data/raw` (or `dvc commit data.dvc`)")
 
 
 @app.command(help="Draw samples from a registered model, e.g. `genp sample vae-digits@champion -n 64 -o grid.png`.")

@@ -10,13 +10,15 @@ from PIL import Image
 
 from gen_platform.config import PipelineParams
 from gen_platform.data.arrays import ImageArrays, to_tensor
-from gen_platform.errors import GenPlatformError
+from gen_platform.errors import ConfigError, GenPlatformError
 from gen_platform.evaluation.classifier import FeatureModule, SavedClassifier
-from gen_platform.evaluation.distribution import distribution_metrics, frechet_distance
+from gen_platform.evaluation.bootstrap import frechet_interval
+from gen_platform.evaluation.distribution import distribution_metrics, features_of, frechet_distance, generate
 from gen_platform.evaluation.images import image_grid
 from gen_platform.evaluation.inception import load_inception
 from gen_platform.evaluation.memorisation import closest_pairs_grid, memorisation
 from gen_platform.models import get_family
+from gen_platform.settings import MIN_METRIC_SAMPLES, EvaluateParams
 
 INCEPTION_BATCH = 64  # 299×299 RGB inputs: about 70 MB per batch
 
@@ -27,26 +29,39 @@ class Evaluation:
     pictures: dict[str, Image.Image] = field(default_factory=dict)
 
 
-def _samples(model: torch.nn.Module, n: int, seed: int, batch_size: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.cat([model.sample(min(batch_size, n - start), generator) for start in range(0, n, batch_size)])
+def reference_images(settings: EvaluateParams, splits: dict[str, ImageArrays]) -> torch.Tensor:
+    """The real side of the distribution metrics: `metric_samples` images of `reference_split` (shuffled at
+    `prepare`), never silently fewer."""
+    split, wanted = splits[settings.reference_split], settings.metric_samples
+    if len(split) < wanted:
+        sizes = ", ".join(f"{name} {len(arrays)}" for name, arrays in splits.items())
+        raise ConfigError(f"evaluate.metric_samples is {wanted} but the {settings.reference_split} split "
+                          f"(evaluate.reference_split) holds {len(split)} images (splits: {sizes}): lower "
+                          f"evaluate.metric_samples to at most {len(split)} (the minimum is {MIN_METRIC_SAMPLES}) "
+                          f"or take the real images from a larger split")
+    return to_tensor(split.images[:wanted])
 
 
 def evaluate_model(model: torch.nn.Module, params: PipelineParams, splits: dict[str, ImageArrays],
                    classifier: SavedClassifier, root: Path = Path(".")) -> Evaluation:
-    """Test-split `fd`, `kid`, `precision`, `recall`, `density`, `coverage`, `val_fd` and the memorisation
-    check's `copy_rate` (with a picture of the samples closest to a training image) for every family,
-    standard `fid` when `evaluate.inception_weights` names an extractor (relative to `root`), a sample grid,
+    """`fd` (with its bootstrap interval), `kid`, `precision`, `recall`, `density`, `coverage` between
+    `metric_samples` real images of the reference split and as many generated ones, `val_fd`, the memorisation
+    check's `copy_rate` (with a picture of the samples closest to a training image), standard `fid` when
+    `evaluate.inception_weights` names an extractor (relative to `root`), a sample grid, the sample counts,
     and the family's own scores and pictures (the VAE: ELBO at β=1 and `nll`)."""
     settings = params.evaluate
     inception = load_inception(root / settings.inception_weights) if settings.inception_weights else None
     features = FeatureModule(classifier.load())
-    val, test = to_tensor(splits["val"].images), to_tensor(splits["test"].images)
-    fake = _samples(model, min(settings.metric_samples, max(len(test), 2)), settings.seed, settings.batch_size)
-    scores = distribution_metrics(test, fake, features, settings.nearest_k, settings.batch_size)
+    val, test, real = to_tensor(splits["val"].images), to_tensor(splits["test"].images), reference_images(settings, splits)
+    fake = generate(model, settings.metric_samples, settings.seed, settings.batch_size)
+    scores = distribution_metrics(real, fake, features, settings.nearest_k, settings.batch_size)
+    scores["fd_ci_low"], scores["fd_ci_high"] = frechet_interval(
+        features_of(real, features, settings.batch_size), features_of(fake, features, settings.batch_size),
+        settings.confidence, settings.bootstrap_resamples, settings.seed)
+    scores |= {"metric_real_images": len(real), "metric_generated_images": len(fake), "val_fd_images": len(val)}
     scores["val_fd"] = frechet_distance(val, fake[:len(val)], features, settings.batch_size)
     if inception is not None:
-        scores["fid"] = frechet_distance(test, fake, inception, INCEPTION_BATCH)
+        scores["fid"] = frechet_distance(real, fake, inception, INCEPTION_BATCH)
     copies = memorisation(fake, to_tensor(splits["train"].images), test, features, settings.copy_quantile,
                           settings.batch_size)
     scores |= {"copy_rate": copies.copy_rate, "copy_threshold": copies.threshold}

@@ -9,6 +9,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+# Below this, FD/KID/precision/recall in a 128-dimensional feature space are more noise than measurement.
+MIN_METRIC_SAMPLES = 100
+
+
 class Section(BaseModel):
     """A params.yaml section: unknown keys are errors, values are immutable."""
 
@@ -70,7 +74,13 @@ class ClassifierParams(Section):
 class EvaluateParams(Section):
     batch_size: int = Field(256, ge=1)
     num_samples: int = Field(64, ge=1, le=1024, description="images in the logged sample grid")
-    metric_samples: int = Field(2000, ge=10, description="generated images scored against the test split")
+    metric_samples: int = Field(1000, ge=MIN_METRIC_SAMPLES, description="real and generated images behind fd, kid, "
+                                "precision/recall/density/coverage (the reference split must hold this many)")
+    reference_split: Literal["train", "test"] = Field("train", description="where the real images of those metrics "
+                                                       "come from: train (large) or test (unseen, often small)")
+    confidence: float = Field(0.95, ge=0.5, lt=1, description="level of every bootstrap interval: the logged FD "
+                              "interval and the champion rule's interval of the improvement")
+    bootstrap_resamples: int = Field(1000, ge=100, le=100_000, description="bootstrap replicates of those intervals")
     nearest_k: int = Field(5, ge=1, le=100, description="k of precision/recall/density/coverage")
     nll_importance_samples: int = Field(100, ge=1, le=10_000, description="k of the importance-weighted NLL")
     inception_weights: str | None = Field(None, description="TorchScript Inception-v3 for standard `fid` "
@@ -93,6 +103,8 @@ class TuneParams(Section):
 
 class RegistryParams(Section):
     alias: str = Field("champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
-    min_improvement: float = Field(0.0, ge=0, description="nats/image a challenger must gain to be promoted")
+    min_improvement: float = Field(0.0, ge=0, description="a challenger is promoted only when the lower bound of "
+                                   "its improvement's confidence interval is above this (nats/image for a VAE)")
+
     max_copy_rate: float | None = Field(None, ge=0, le=1, description="never promote a model whose `copy_rate` "
                                         "is above this (off when null)")

@@ -10,6 +10,7 @@ from typing import Any
 from gen_platform.config import PipelineParams
 from gen_platform.data import sources
 from gen_platform.data.arrays import load_npz, write_npz
+from gen_platform.data.folders import FolderDataset, read_image_folder
 from gen_platform.data.splits import split_dataset
 from gen_platform.errors import ValidationFailed
 from gen_platform.validation.gate import record_verdict, require_valid_data
@@ -19,6 +20,16 @@ from gen_platform.workspace import Workspace, read_json, write_json
 def import_dataset(name: str, ws: Workspace) -> Path:
     """Write a built-in dataset to data/raw/<name>.npz."""
     return write_npz(ws.raw(name), sources.builtin(name))
+
+
+def import_folder(folder: Path, name: str, ws: Workspace, channels: int = 1,
+                  size: int | None = None) -> tuple[Path, FolderDataset]:
+    """A user's image folder (class subfolders or labels.csv) to data/raw/<name>.npz and its class names to
+    data/raw/<name>.classes.json; everything is read and checked before either file is written."""
+    dataset = read_image_folder(folder, channels, size)
+    names = ws.class_names(name)
+    write_json(names.with_name(names.name + ".tmp"), {"classes": dataset.classes}).replace(names)
+    return write_npz(ws.raw(name), dataset.arrays), dataset
 
 
 def prepare(params: PipelineParams, ws: Workspace) -> dict[str, int]:
@@ -116,15 +127,19 @@ def evaluate(params: PipelineParams, ws: Workspace) -> dict[str, float]:
 
 def _register(params: PipelineParams, ws: Workspace, model_dir: Path, run_id: str,
               scores: dict[str, float]) -> dict[str, Any]:
+    from gen_platform.data.arrays import to_tensor
+    from gen_platform.evaluation.classifier import FeatureModule, SavedClassifier
     from gen_platform.tracking.lineage import data_version
     from gen_platform.tracking.registry import register_run
     from gen_platform.tracking.store import use_experiment
 
     use_experiment(ws.repo, params.data.dataset)
-    decision = register_run(params, model_dir, run_id, scores, data_version(ws.root))
-    verb = "promoted to" if decision.promoted else "not promoted to"
-    print(f"registered {decision.model_name} v{decision.version}, {verb} @{decision.alias}: {decision.reason} "
-          f"({decision.metric} {decision.challenger:.4g} vs champion {decision.champion})")
+    features = FeatureModule(SavedClassifier.read(ws.classifier_dir).load())
+    names = ws.class_names(params.data.dataset)
+    decision = register_run(params, model_dir, run_id, scores, data_version(ws.root),
+                            to_tensor(ws.load_splits()["val"].images), features,
+                            read_json(names, "genp data import-folder")["classes"] if names.exists() else None)
+    print(f"registered {decision.summary()}")
     return decision.to_dict()
 
 

@@ -32,6 +32,10 @@ class Workspace:
     def raw(self, dataset: str) -> Path:
         return self.root / "data" / "raw" / f"{dataset}.npz"
 
+    def class_names(self, dataset: str) -> Path:
+        """Beside the data (and versioned with it): label i ↔ class name, for datasets imported from a folder."""
+        return self.root / "data" / "raw" / f"{dataset}.classes.json"
+
     def prepared(self, split: str) -> Path:
         return self.root / "data" / "prepared" / f"{split}.npz"
 

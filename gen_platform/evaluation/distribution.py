@@ -28,6 +28,13 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor, features: nn.Module
 
 
 @torch.no_grad()
+def generate(model: nn.Module, n: int, seed: int, batch_size: int) -> torch.Tensor:
+    """n samples drawn in batches from one seeded generator: the same model and seed give the same images."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.cat([model.sample(min(batch_size, n - start), generator) for start in range(0, n, batch_size)])
+
+
+@torch.no_grad()
 def features_of(images: torch.Tensor, features: nn.Module, batch_size: int) -> torch.Tensor:
     return torch.cat([features(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]).cpu()
 

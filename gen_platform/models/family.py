@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from gen_platform.errors import ConfigError
+from gen_platform.evaluation.bootstrap import Comparison, compare_by_frechet_distance
 from gen_platform.settings import DataParams, EvaluateParams
 
 
@@ -81,6 +82,10 @@ class Family:
     # Scores on the full val/test splits and pictures; must include `selection_metric` unless it is the
     # shared `val_fd`.
     score: Callable[[nn.Module, torch.Tensor, torch.Tensor, EvaluateParams], FamilyScores] = no_family_scores
+    # The champion rule: (challenger, champion, validation images, feature module, settings) → both models
+    # scored on those images, with a bootstrap interval of the improvement.
+    compare: Callable[[nn.Module, nn.Module, torch.Tensor, nn.Module, EvaluateParams],
+                      Comparison] = compare_by_frechet_distance
 
     def rebuild(self, saved_architecture: dict[str, Any]) -> nn.Module:
         return self.build(self.architecture(**saved_architecture))

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gen_platform.distributed import all_reduce
+from gen_platform.evaluation.bootstrap import Comparison, paired_mean_difference
 from gen_platform.evaluation.images import image_grid, interpolation_grid
 from gen_platform.models.family import Family, FamilyScores
 from gen_platform.nets import bottom_size, channel_widths, down_stack, up_stack
@@ -190,12 +191,23 @@ def score(model: ConvVAE, val: torch.Tensor, test: torch.Tensor, settings: Evalu
     """The ELBO at β=1 (val and test), the importance-weighted `nll`, reconstructions and interpolations."""
     scores = {f"{split}_neg_elbo": neg_elbo(model, images, settings.batch_size, seed=settings.seed)["neg_elbo"]
               for split, images in (("val", val), ("test", test))}
-    scores["nll"] = importance_weighted_nll(model, test[:settings.metric_samples], settings.nll_importance_samples,
-                                            seed=settings.seed)
+    nll_images = test[:settings.metric_samples]
+    scores["nll"] = importance_weighted_nll(model, nll_images, settings.nll_importance_samples, seed=settings.seed)
+    scores["nll_images"] = len(nll_images)
     originals = test[:32]
     pictures = {"reconstructions": image_grid(torch.cat([originals, model.reconstruct(originals)]), columns=8),
                 "interpolations": interpolation_grid(model, test[:16])}
     return FamilyScores(scores, pictures)
+
+
+def compare_by_nll(challenger: ConvVAE, champion: ConvVAE, images: torch.Tensor, features: nn.Module,
+                   settings: EvaluateParams) -> Comparison:
+    """Paired bootstrap over the per-image importance-weighted NLL of both models on the same images, with the
+    same encoder noise (the seed)."""
+    images = images[:settings.metric_samples]
+    per_image = [-importance_weighted_log_likelihoods(model, images, settings.nll_importance_samples,
+                                                      seed=settings.seed).numpy() for model in (champion, challenger)]
+    return paired_mean_difference("val_nll", *per_image, settings.confidence, settings.bootstrap_resamples, settings.seed)
 
 
 def search_space() -> dict[str, Any]:
@@ -207,4 +219,4 @@ def search_space() -> dict[str, Any]:
 
 FAMILY = Family(name="vae", settings=VAEParams, architecture=VAEArchitecture, architecture_from=architecture_from,
                 build=ConvVAE, recipe=Recipe, selection_metric="val_neg_elbo", search_space=search_space,
-                grace_epochs=1, score=score)
+                grace_epochs=1, score=score, compare=compare_by_nll)

@@ -6,7 +6,7 @@ from gen_platform.config import PipelineParams
 
 
 def model_card(params: PipelineParams, scores: dict[str, float], data_version: str, run_id: str,
-               sample_grid: str) -> str:
+               sample_grid: str, class_names: list[str] | None = None) -> str:
     rows = "\n".join(f"| `{name}` | {value:.5g} |" for name, value in sorted(scores.items()))
     settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in params.model.logged().items()) + "\n" + "\n".join(
         f"| `train.{k}` | `{v}` |" for k, v in params.train.model_dump().items()
@@ -14,6 +14,8 @@ def model_card(params: PipelineParams, scores: dict[str, float], data_version: s
     memorisation = (f"- memorisation: `copy_rate` {scores['copy_rate']:.3f} (share of samples closer to a training image "
                     f"than {params.evaluate.copy_quantile:.0%} of test images are); the closest sample/training pairs: "
                     "run artifact `closest_training_images.png`\n" if "copy_rate" in scores else "")
+    classes = ("- classes (label: name): " + ", ".join(f"{label}: `{name}`" for label, name in enumerate(class_names))
+               + "\n" if class_names else "")
     return f"""# {params.registered_model_name}
 
 A {params.model.family.upper()} trained by gen_platform on `{params.data.dataset}`
@@ -22,7 +24,7 @@ A {params.model.family.upper()} trained by gen_platform on `{params.data.dataset
 - data version (DVC md5 of data/raw): `{data_version}`
 - MLflow run: `{run_id}`
 - sample grid: run artifact `{sample_grid}`
-{memorisation}
+{classes}{memorisation}
 ## Parameters
 | parameter | value |
 |---|---|

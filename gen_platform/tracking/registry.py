@@ -1,5 +1,7 @@
-"""Registration and the champion rule: a new version takes the alias only if it is the first, or if it
-beats the current champion on the same β-independent metric (lower is better) by `min_improvement`."""
+"""Registration and the champion rule: a new version takes the alias if it is the first, or if it beats the
+current champion by more than the noise of the evaluation. Both are scored on the current validation images
+(the champion is re-evaluated, so data versions never mix) and the improvement's bootstrap interval must lie
+above `min_improvement` (see `gen_platform.evaluation.bootstrap`)."""
 
 from __future__ import annotations
 
@@ -9,19 +11,24 @@ import hashlib
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import mlflow
+import torch
+from torch import nn
 
 from gen_platform.config import PipelineParams
+from gen_platform.evaluation.bootstrap import Comparison
 from gen_platform.models import get_family
 from gen_platform.tracking.model_card import model_card
-from gen_platform.tracking.model_io import log_model
+from gen_platform.tracking.model_io import load_generator, load_model_dir, log_model
 
 METRIC_TAG = "selection_metric"
 # On the registered model: the data version its latest registration was trained and evaluated on, promoted or
 # not. A retrain on the same data would only repeat that evaluation.
 EVALUATED_DATA_TAG = "last_evaluated_data_version"
+
+CompareWith = Callable[[str], Comparison]  # champion version → challenger vs champion on the same images
 
 
 @dataclass(frozen=True)
@@ -29,15 +36,19 @@ class PromotionDecision:
     model_name: str
     version: str
     alias: str
-    metric: str
-    challenger: float
-    champion: float | None
+    metric: str  # the family's selection metric and the challenger's value from its evaluation
+    value: float
     champion_version: str | None
     promoted: bool
     reason: str
+    comparison: dict[str, Any] | None  # Comparison.to_dict() when there was a champion to compare with
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def summary(self) -> str:
+        verb = "promoted to" if self.promoted else "not promoted to"
+        return f"{self.model_name} v{self.version} {verb} @{self.alias}: {self.reason}"
 
 
 @contextlib.contextmanager
@@ -57,27 +68,36 @@ def promotion_lock(name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def decide(challenger: float, champion: float | None, min_improvement: float = 0.0) -> tuple[bool, str]:
-    """The rule itself, lower is better. NaN never wins."""
-    if challenger != challenger:
+def decide(value: float, comparison: Comparison | None, min_improvement: float = 0.0) -> tuple[bool, str]:
+    """The rule itself. NaN never wins; with a champion, the improvement's lower bound decides."""
+    if value != value or (comparison is not None and comparison.challenger != comparison.challenger):
         return False, "challenger metric is NaN"
-    if champion is None:
+    if comparison is None:
         return True, "no current champion"
-    if challenger < champion - min_improvement:
-        return True, f"beats champion by {champion - challenger:.4f}"
-    return False, f"does not beat champion by more than {min_improvement} (gap {champion - challenger:.4f})"
+    if comparison.low > min_improvement:
+        return True, f"beats the champion beyond noise: {comparison.describe()}"
+    return False, (f"improvement not above min_improvement {min_improvement} at {comparison.level:.0%} "
+                   f"confidence: {comparison.describe()}")
 
 
-def current_champion(client: mlflow.MlflowClient, name: str, alias: str, metric: str) -> tuple[str | None, float | None]:
+def current_champion(client: mlflow.MlflowClient, name: str, alias: str) -> str | None:
     try:
-        version = client.get_model_version_by_alias(name, alias)
+        return str(client.get_model_version_by_alias(name, alias).version)
     except mlflow.exceptions.MlflowException:
-        return None, None
-    value = version.tags.get(metric)
-    return str(version.version), float(value) if value is not None else None
+        return None
 
 
-def register_and_promote(model_dir: Path, name: str, alias: str, metric: str, value: float,
+def _comparison_tags(comparison: Comparison | None) -> dict[str, str]:
+    if comparison is None:
+        return {}
+    return {"promotion.metric": comparison.metric, "promotion.challenger_value": repr(comparison.challenger),
+            "promotion.champion_value": repr(comparison.champion),
+            "promotion.improvement": repr(comparison.improvement), "promotion.ci_low": repr(comparison.low),
+            "promotion.ci_high": repr(comparison.high), "promotion.confidence": repr(comparison.level),
+            "promotion.samples": str(comparison.samples)}
+
+
+def register_and_promote(model_dir: Path, name: str, alias: str, metric: str, value: float, compare_with: CompareWith,
                          min_improvement: float = 0.0, description: str | None = None,
                          veto: str | None = None) -> PromotionDecision:
     """Within an active MLflow run: log and register the model, then apply the champion rule."""
@@ -87,34 +107,42 @@ def register_and_promote(model_dir: Path, name: str, alias: str, metric: str, va
         client.update_model_version(name, version, description=description)
     client.set_model_version_tag(name, version, metric, repr(value))
     client.set_model_version_tag(name, version, METRIC_TAG, metric)
-    # Read, decide and move under one lock, so two registrations finishing together cannot both read the
-    # old champion and the later write leave the worse model with the alias.
+    # Read, compare, decide and move under one lock, so two registrations finishing together cannot both
+    # compare with the old champion and the later write leave the worse model with the alias.
     with promotion_lock(name):
-        champion_version, champion_value = current_champion(client, name, alias, metric)
-        promoted, reason = (False, veto) if veto else decide(value, champion_value, min_improvement)
+        champion_version = current_champion(client, name, alias)
+        comparison = None if veto or champion_version is None else compare_with(champion_version)
+        promoted, reason = (False, veto) if veto else decide(value, comparison, min_improvement)
         if promoted:
             client.set_registered_model_alias(name, alias, version)
-    decision = PromotionDecision(name, version, alias, metric, value, champion_value, champion_version,
-                                 promoted, reason)
-    for key, text in {"promotion.promoted": str(promoted), "promotion.reason": reason,
-                      "promotion.champion_value": str(champion_value),
-                      "promotion.champion_version": str(champion_version)}.items():
+    decision = PromotionDecision(name, version, alias, metric, value, champion_version, promoted, reason,
+                                 comparison.to_dict() if comparison else None)
+    tags = {"promotion.promoted": str(promoted), "promotion.reason": reason,
+            "promotion.champion_version": str(champion_version), **_comparison_tags(comparison)}
+    for key, text in tags.items():
         client.set_model_version_tag(name, version, key, text)
-        mlflow.set_tag(key, text)
-    mlflow.set_tag("registered_version", version)
+    mlflow.set_tags(tags | {"registered_version": version})
     return decision
 
 
-def register_run(params: PipelineParams, model_dir: Path, run_id: str, scores: dict[str, float],
-                 data_version: str) -> PromotionDecision:
+def register_run(params: PipelineParams, model_dir: Path, run_id: str, scores: dict[str, float], data_version: str,
+                 validation_images: torch.Tensor, features: nn.Module,
+                 class_names: list[str] | None = None) -> PromotionDecision:
     """On the run that trained the model in `model_dir`: its model card, a registered version, and the
-    champion rule on the family's selection metric."""
-    metric = get_family(params.model.family).selection_metric
-    card = model_card(params, scores, data_version, run_id, sample_grid="samples.png")
+    champion rule, re-scoring the champion and this model on `validation_images` (the current data)."""
+    family = get_family(params.model.family)
+    card = model_card(params, scores, data_version, run_id, sample_grid="samples.png", class_names=class_names)
+    challenger = load_model_dir(model_dir)
+
+    def compare_with(champion_version: str) -> Comparison:
+        champion = load_generator(f"models:/{params.registered_model_name}/{champion_version}")
+        return family.compare(challenger, champion, validation_images, features, params.evaluate)
+
     with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         mlflow.log_text(card, "model_card.md")
-        decision = register_and_promote(model_dir, params.registered_model_name, params.registry.alias, metric,
-                                        scores[metric], params.registry.min_improvement, description=card,
+        decision = register_and_promote(model_dir, params.registered_model_name, params.registry.alias,
+                                        family.selection_metric, scores[family.selection_metric], compare_with,
+                                        params.registry.min_improvement, description=card,
                                         veto=copy_veto(scores, params.registry.max_copy_rate))
     client = mlflow.MlflowClient()
     client.set_model_version_tag(decision.model_name, decision.version, "data_version", data_version)

@@ -53,8 +53,12 @@ def test_first_repro_registers_a_champion_that_samples(workspace):
     assert [m.step for m in curve] == list(range(1, EPOCHS + 1))
     expected_metrics = {"train_loss", "train_recon", "train_kl", "val_neg_elbo", "test_neg_elbo", "nll",
                         "fd", "kid", "precision", "recall", "density", "coverage", "classifier_test_accuracy",
-                        "copy_rate", "copy_threshold"}
+                        "copy_rate", "copy_threshold", "fd_ci_low", "fd_ci_high", "metric_real_images",
+                        "metric_generated_images", "nll_images"}
     assert expected_metrics <= set(run_data.metrics)
+    metrics = run_data.metrics  # the sample sizes the params ask for, and the FD inside its interval
+    assert metrics["metric_real_images"] == metrics["metric_generated_images"] == 1000
+    assert metrics["fd_ci_low"] <= metrics["fd"] <= metrics["fd_ci_high"]
     artifacts = {a.path for a in client.list_artifacts(champion.run_id)}
     assert {"samples.png", "reconstructions.png", "interpolations.png", "closest_training_images.png",
             "model_card.md"} <= artifacts
@@ -106,8 +110,10 @@ def test_changing_beta_reruns_only_train_evaluate_register(workspace):
     assert _stages_run(result.stdout) == ["train", "evaluate", "register"]
     decision = json.loads((workspace / "reports" / "registry.json").read_text())
     assert decision["version"] == "2" and decision["champion_version"] == "1"
-    # β=8 over-regularises: its ELBO at β=1 is worse, so the champion must stay at v1.
-    assert decision["challenger"] > decision["champion"] and not decision["promoted"]
+    # β=8 over-regularises: re-scored on the same validation images its NLL is worse, so the champion stays.
+    comparison = decision["comparison"]
+    assert comparison["metric"] == "val_nll" and comparison["challenger"] > comparison["champion"]
+    assert comparison["low"] <= comparison["improvement"] <= comparison["high"] and not decision["promoted"]
     assert _champion(workspace) == ("1", 2)
 
     # DVC plots compare the training curves of the two revisions.

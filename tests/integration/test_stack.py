@@ -112,6 +112,10 @@ def test_retrain_skips_unchanged_data_then_retrains_a_new_version(stack):
     newest = max(versions, key=lambda v: int(v.version))
     md5 = yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
     assert client.get_run(newest.run_id).data.tags["data_version"] == md5
+    # the champion was re-scored on the new validation images; the report shows both numbers and the interval
+    report = artifact(urls["prefect"], retrained["id"], "run-report")
+    assert "champion (re-scored)" in report and "95% bootstrap interval" in report
+    assert newest.tags["promotion.metric"] == "val_nll" and "promotion.ci_low" in newest.tags
 
     again = _run(urls["prefect"], "retrain/retrain", {})  # promoted or not, the new data was evaluated once
     assert "skipped: the latest version" in artifact(urls["prefect"], again["id"], "retrain-decision")

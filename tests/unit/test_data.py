@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
-from PIL import Image
 
 from gen_platform.data.arrays import ImageArrays, load_npz, to_tensor, write_npz
-from gen_platform.data.sources import builtin, image_folder
+from gen_platform.data.sources import builtin
 from gen_platform.data.splits import split_dataset
 from gen_platform.errors import DataError
 from tests.conftest import tiny_dataset
@@ -71,31 +70,3 @@ def test_split_of_empty_dataset():
 def test_to_tensor_layout_and_range():
     tensor = to_tensor(np.full((2, 8, 8, 3), 255, np.uint8))
     assert tensor.shape == (2, 3, 8, 8) and float(tensor.max()) == 1.0
-
-
-def _write_folder(folder, sizes):
-    folder.mkdir()
-    lines = ["file,label"]
-    for index, size in enumerate(sizes):
-        Image.fromarray(np.full((size, size), index * 10, np.uint8)).save(folder / f"{index}.png")
-        lines.append(f"{index}.png,{index % 2}")
-    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
-
-
-def test_image_folder(tmp_path):
-    _write_folder(tmp_path / "imgs", [8, 8, 8])
-    arrays = image_folder(tmp_path / "imgs")
-    assert arrays.images.shape == (3, 8, 8, 1) and arrays.labels.tolist() == [0, 1, 0]
-    assert arrays.images[2, 0, 0, 0] == 20
-
-
-def test_image_folder_with_mixed_sizes_names_the_file(tmp_path):
-    _write_folder(tmp_path / "imgs", [8, 8, 6])
-    with pytest.raises(DataError, match=r"2\.png: size \(6, 6, 1\) differs"):
-        image_folder(tmp_path / "imgs")
-
-
-def test_image_folder_without_index(tmp_path):
-    (tmp_path / "imgs").mkdir()
-    with pytest.raises(DataError, match="labels.csv"):
-        image_folder(tmp_path / "imgs")

@@ -18,7 +18,8 @@ from tests.unit import toy_family
 
 @pytest.fixture()
 def toy(monkeypatch, tmp_path):
-    monkeypatch.setitem(FAMILIES, "toy", register_family(toy_family.FAMILY))
+    monkeypatch.setitem(FAMILIES, "toy", toy_family.FAMILY)  # first, so that teardown removes it again
+    register_family(toy_family.FAMILY)
     cloudpickle.register_pickle_by_value(toy_family)  # Ray workers need not import the tests package
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -61,3 +61,31 @@ def test_importance_weighted_nll_is_tighter_than_the_elbo():
     bound = neg_elbo(model, images, 32, seed=1)["neg_elbo"]
     assert many < one_sample and many < bound
     assert one_sample == pytest.approx(bound, rel=0.05)  # k=1 is the ELBO itself, up to sampling noise
+
+
+def test_metrics_use_the_samples_the_params_ask_for_or_refuse(digits):
+    from gen_platform.config import parse_params
+    from gen_platform.errors import ConfigError
+    from gen_platform.scoring import reference_images
+
+    splits = split_dataset(digits, 0, 0.1, 0.1)
+    assert len(reference_images(parse_params({}).evaluate, splits)) == 1000  # from the train split
+    unseen = parse_params({"evaluate": {"reference_split": "test", "metric_samples": 1000}}).evaluate
+    with pytest.raises(ConfigError, match=r"evaluate.metric_samples is 1000 but the test split "
+                                          r"\(evaluate.reference_split\) holds 180 images"):
+        reference_images(unseen, splits)
+    with pytest.raises(ConfigError, match="evaluate.metric_samples: Input should be greater than or equal to 100"):
+        parse_params({"evaluate": {"metric_samples": 50}})  # below the stated minimum
+
+
+def test_the_fd_interval_holds_the_fd_and_shrinks_with_more_samples(setting):
+    from gen_platform.evaluation.bootstrap import frechet_from_features, frechet_interval
+    from gen_platform.evaluation.distribution import features_of
+
+    features, real, other, _ = setting
+    noisy = (other + 0.2 * torch.randn(other.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    real_features, fake_features = features_of(real, features, 256), features_of(noisy, features, 256)
+    low, high = frechet_interval(real_features, fake_features, 0.95, 300)
+    assert low <= frechet_from_features(real_features, fake_features) <= high
+    few_low, few_high = frechet_interval(real_features[:150], fake_features[:150], 0.95, 300)
+    assert few_high - few_low > 1.5 * (high - low)  # 150 vs 700 images: about √(700/150) ≈ 2.2× wider

@@ -25,10 +25,12 @@ def test_a_run_workspace_holds_its_own_copy_of_the_data_and_its_outcome(tmp_path
     monkeypatch.setenv("GENP_KEEP_RUNS", "1")
     (tmp_path / "data" / "raw").mkdir(parents=True)
     (tmp_path / "data" / "raw" / "digits.npz").write_bytes(b"images")
+    (tmp_path / "data" / "raw" / "digits.classes.json").write_text('{"classes": ["zero"]}')
     (tmp_path / "data.dvc").write_text("outs:\n- md5: abc.dir\n  path: data/raw\n")
     with run_workspace(tmp_path, "first", "digits") as workspace:
         assert workspace.repo == tmp_path.resolve() and workspace.root == tmp_path.resolve() / "runs" / "first"
         assert workspace.raw("digits").read_bytes() == b"images"
+        assert workspace.class_names("digits").read_text() == '{"classes": ["zero"]}'  # the names travel along
         assert (workspace.root / "data.dvc").read_text() == (tmp_path / "data.dvc").read_text()
         assert list_runs(tmp_path)[0][1]["status"] == "running"
     with pytest.raises(RuntimeError, match="boom"):
