@@ -42,7 +42,7 @@ def _stage(function: Callable, name: str, help_text: str) -> None:
         function(_params(params, set_), Workspace.at(root))
 
 
-_stage(stages.prepare, "prepare", "Split data/raw/<dataset>.npz into data/prepared/{train,val,test}.npz.")
+_stage(stages.prepare, "prepare", "Split data/raw/<dataset>.npz into data/prepared/{train,val,test}/ shards.")
 _stage(stages.validate, "validate", "Run the Great Expectations suite; exit non-zero naming each failure.")
 _stage(stages.features, "features", "Train the domain classifier used by every distribution metric.")
 _stage(stages.train, "train", "Train model.family on Ray Train, tracked in MLflow; writes models/generator.")

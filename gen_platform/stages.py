@@ -11,7 +11,8 @@ from gen_platform.config import PipelineParams
 from gen_platform.data import sources
 from gen_platform.data.arrays import load_npz, write_npz
 from gen_platform.data.folders import FolderDataset, read_image_folder
-from gen_platform.data.splits import split_dataset
+from gen_platform.data.shards import write_shards
+from gen_platform.data.splits import SPLITS, split_dataset
 from gen_platform.errors import ValidationFailed
 from gen_platform.validation.gate import record_verdict, require_valid_data
 from gen_platform.workspace import Workspace, read_json, write_json
@@ -33,11 +34,13 @@ def import_folder(folder: Path, name: str, ws: Workspace, channels: int = 1,
 
 
 def prepare(params: PipelineParams, ws: Workspace) -> dict[str, int]:
-    """Deterministic train/val/test split of data/raw/<dataset>.npz into data/prepared/."""
+    """Deterministic train/val/test split of data/raw/<dataset>.npz into data/prepared/<split>/ shards."""
     arrays = load_npz(ws.raw(params.data.dataset))
     splits = split_dataset(arrays, params.split.seed, params.split.val_fraction, params.split.test_fraction)
     for name, part in splits.items():
-        write_npz(ws.prepared(name), part)
+        write_shards(ws.prepared(name).directory, part)
+    for stale in Path(ws.prepared("train").directory).parent.glob("*.npz"):  # the single-file layout of old
+        stale.unlink()
     sizes = {name: len(part) for name, part in splits.items()}
     print(f"prepared {params.data.dataset}: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
     return sizes
@@ -48,7 +51,8 @@ def validate(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
     from gen_platform.validation.report import write_html
     from gen_platform.validation.suite import data_docs_index, validate_splits
 
-    report = validate_splits(ws.load_splits(), params.data, params.validation, project_root=ws.root)
+    report = validate_splits({split: ws.prepared(split) for split in SPLITS}, params.data, params.validation,
+                             project_root=ws.root)
     print(f"Great Expectations Data Docs (every validation of this workspace): {data_docs_index(ws.root).as_uri()}")
     write_html(report, ws.report("validation.html"), f"Validation of {params.data.dataset}")
     verdict = record_verdict(ws, report.to_dict())
@@ -84,9 +88,9 @@ def train(params: PipelineParams, ws: Workspace, hooks: tuple = ()) -> dict[str,
     from gen_platform.training.launcher import fit
 
     require_valid_data(ws)
-    splits, classifier = ws.load_splits(), SavedClassifier.read(ws.classifier_dir)
+    classifier = SavedClassifier.read(ws.classifier_dir)
     with training_run(ws, params) as run_id:
-        result = fit(params, splits["train"], splits["val"], run_name=run_id, root=ws.root, classifier=classifier,
+        result = fit(params, ws.prepared("train"), ws.prepared("val"), run_name=run_id, root=ws.root, classifier=classifier,
                      hooks=(*hooks, live_curves(run_id)))
         log_training(result)
         result.save_model(ws.model_dir)
@@ -137,7 +141,7 @@ def _register(params: PipelineParams, ws: Workspace, model_dir: Path, run_id: st
     features = FeatureModule(SavedClassifier.read(ws.classifier_dir).load())
     names = ws.class_names(params.data.dataset)
     decision = register_run(params, model_dir, run_id, scores, data_version(ws.root),
-                            to_tensor(ws.load_splits()["val"].images), features,
+                            to_tensor(ws.prepared("val").read().images), features,
                             read_json(names, "genp data import-folder")["classes"] if names.exists() else None)
     print(f"registered {decision.summary()}")
     return decision.to_dict()
@@ -166,11 +170,11 @@ def tune(params: PipelineParams, ws: Workspace, resume: bool = False) -> dict[st
     from gen_platform.tuning.search import run_search, trial_params
 
     require_valid_data(ws)
-    splits, settings = ws.load_splits(), params.tune
+    settings = params.tune
     with search_run(ws, params, resume) as parent:
         verb = "resuming the search of" if resume else "MLflow parent run"
         print(f"{verb} {parent.info.run_id}: {settings.trials} trials, ASHA up to {settings.max_epochs} epochs")
-        search = run_search(params, splits["train"], splits["val"], ws.root, SavedClassifier.read(ws.classifier_dir),
+        search = run_search(params, ws.prepared("train"), ws.prepared("val"), ws.root, SavedClassifier.read(ws.classifier_dir),
                             name=f"tune-{parent.info.run_id}", callbacks=[LiveTrialRuns(parent, settings.trials)],
                             resume=resume)
         runs = trial_runs(parent.info.run_id)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gen_platform.data.arrays import ImageArrays, load_npz
+from gen_platform.data.arrays import ImageArrays
+from gen_platform.data.shards import ShardedSplit
 from gen_platform.data.splits import SPLITS
 from gen_platform.errors import GenPlatformError
 
@@ -36,15 +37,16 @@ class Workspace:
         """Beside the data (and versioned with it): label i ↔ class name, for datasets imported from a folder."""
         return self.root / "data" / "raw" / f"{dataset}.classes.json"
 
-    def prepared(self, split: str) -> Path:
-        return self.root / "data" / "prepared" / f"{split}.npz"
+    def prepared(self, split: str) -> ShardedSplit:
+        return ShardedSplit(str(self.root / "data" / "prepared" / split))
 
     @property
     def prepared_files(self) -> list[Path]:
-        return [self.prepared(split) for split in SPLITS]
+        return [path for split in SPLITS for path in self.prepared(split).files]
 
     def load_splits(self) -> dict[str, ImageArrays]:
-        return {split: load_npz(self.prepared(split)) for split in SPLITS}
+        """Every split in memory (evaluation); training streams `prepared(split)` instead."""
+        return {split: self.prepared(split).read() for split in SPLITS}
 
     @property
     def model_dir(self) -> Path:

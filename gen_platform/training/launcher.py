@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from gen_platform.checkpoint import load_checkpoint, save_checkpoint
 from gen_platform.config import PipelineParams
 from gen_platform.data.arrays import ImageArrays
+from gen_platform.data.shards import ShardedSplit, write_shards
 from gen_platform.errors import GenPlatformError
 from gen_platform.evaluation.classifier import SavedClassifier
 from gen_platform.models import Family, get_family
 from gen_platform.training.hooks import EpochHook
 from gen_platform.training.loop import TrainingInputs, train_loop_per_worker
 from gen_platform.training.runtime import ensure_ray
+
+
+Split = ImageArrays | ShardedSplit
 
 
 @dataclass
@@ -45,16 +51,31 @@ def resolve_use_gpu(use_gpu: bool | str, num_workers: int) -> bool:
     return ray.cluster_resources().get("GPU", 0) >= num_workers
 
 
-def build_trainer(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: str, root: Path,
+@contextlib.contextmanager
+def on_disk(train: Split, val: Split) -> Iterator[tuple[ShardedSplit, ShardedSplit]]:
+    """The splits as shard directories that workers stream: prepared splits as they are; in-memory arrays
+    (benchmarks, tests) written to a temporary directory that lives as long as the training."""
+    if isinstance(train, ShardedSplit) and isinstance(val, ShardedSplit):
+        yield train, val
+        return
+    with tempfile.TemporaryDirectory(prefix="genp-splits-") as directory:
+        yield as_sharded(train, Path(directory) / "train"), as_sharded(val, Path(directory) / "val")
+
+
+def as_sharded(split: Split, directory: Path) -> ShardedSplit:
+    return split if isinstance(split, ShardedSplit) else write_shards(directory, split)
+
+
+def build_trainer(params: PipelineParams, train: ShardedSplit, val: ShardedSplit, run_name: str, root: Path,
                   classifier: SavedClassifier | None = None, hooks: tuple[EpochHook, ...] = (),
                   callbacks: list | None = None, log_level: str = "WARNING", family: Family | None = None) -> Any:
     """The TorchTrainer for one training (also what each multi-worker Tune trial runs, passing its `family`:
-    a trial runs in a Ray worker, whose registry lacks families registered at run time)."""
+    a trial runs in a Ray worker, whose registry lacks families registered at run time). The config carries
+    the splits' directories, never their images."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    inputs = TrainingInputs(params, family or get_family(params.model.family), train.images, val.images, classifier,
-                            hooks)
+    inputs = TrainingInputs(params, family or get_family(params.model.family), train, val, classifier, hooks)
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"inputs": inputs},
@@ -79,15 +100,15 @@ def read_result_checkpoint(path: str) -> FitResult:
                      list(state["snapshots"]), path)
 
 
-def fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, run_name: str, root: Path,
+def fit(params: PipelineParams, train: Split, val: Split, run_name: str, root: Path,
         classifier: SavedClassifier | None = None, hooks: tuple[EpochHook, ...] = ()) -> FitResult:
     """Train `params.model` on `train`; resumes when `run_name` already has checkpoints in the storage path."""
     import ray.train
 
     ensure_ray()
-    trainer = build_trainer(params, train, val, run_name, root, classifier, hooks)
     try:
-        result = trainer.fit()
+        with on_disk(train, val) as (train, val):
+            result = build_trainer(params, train, val, run_name, root, classifier, hooks).fit()
     except ray.train.TrainingFailedError as error:
         raise GenPlatformError(f"training failed after {params.train.max_failures} restart(s): {error}") from error
     if result.checkpoint is None:

@@ -15,13 +15,12 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from gen_platform.checkpoint import load_checkpoint, save_checkpoint
 from gen_platform.config import PipelineParams
 from gen_platform.data.arrays import to_tensor
+from gen_platform.data.shards import ShardedSplit
 from gen_platform.evaluation.classifier import FeatureModule, SavedClassifier
 from gen_platform.models import Family
 from gen_platform.training.acceleration import accelerated
@@ -34,8 +33,8 @@ class TrainingInputs:
 
     params: PipelineParams
     family: Family
-    train_images: np.ndarray
-    val_images: np.ndarray
+    train: ShardedSplit  # streamed: each worker reads its share, a shard at a time
+    val: ShardedSplit
     classifier: SavedClassifier | None = None  # enables feature-space validation metrics (the GAN's FD)
     hooks: tuple[EpochHook, ...] = ()
 
@@ -119,19 +118,17 @@ def run_epochs(inputs: TrainingInputs, session: TrainSession | TuneSession) -> N
             _progress(f"resumed from the checkpoint of epoch {start_epoch}")
     torch.manual_seed(params.train.seed * 1000 + rank + start_epoch)  # different noise per worker and resume
 
-    train_set = TensorDataset(to_tensor(inputs.train_images))
-    sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=params.train.seed)
     # `batch_size` is global: results do not depend on how many workers share it.
-    loader = DataLoader(train_set, batch_size=max(1, params.train.batch_size // world_size), sampler=sampler)
-    val_images = to_tensor(inputs.val_images)
+    worker_batch = max(1, params.train.batch_size // world_size)
+    val_images = to_tensor(inputs.val.read().images)
 
     for epoch in range(start_epoch, params.train.epochs):
         worker = WorkerState(rank, world_size, epoch, resumed=checkpoint is not None)
         for hook in hooks:
             hook.on_epoch_start(worker)
-        sampler.set_epoch(epoch)
         started = time.perf_counter()
-        train_stats = recipe.train_epoch(batch for (batch,) in loader)
+        batches = inputs.train.batches(worker_batch, rank, world_size, params.train.seed, epoch)
+        train_stats = recipe.train_epoch(to_tensor(batch) for batch in batches)
         seconds = time.perf_counter() - started
         val_stats = recipe.validate(val_images, params.evaluate.batch_size, rank, world_size, params.train.seed,
                                     features)

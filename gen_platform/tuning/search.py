@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from gen_platform.config import PipelineParams
 from gen_platform.data.arrays import ImageArrays
+from gen_platform.data.shards import ShardedSplit
 from gen_platform.errors import GenPlatformError
 from gen_platform.evaluation.classifier import SavedClassifier
 from gen_platform.models import Family, get_family
@@ -77,7 +78,7 @@ def _single_process_trial(sample: dict[str, Any], setup: dict[str, Any]) -> None
     from gen_platform.training.loop import TrainingInputs, TuneSession, run_epochs
 
     params = trial_params(setup["params"], sample, setup["family"])
-    inputs = TrainingInputs(params, setup["family"], setup["train"].images, setup["val"].images, setup["classifier"])
+    inputs = TrainingInputs(params, setup["family"], setup["train"], setup["val"], setup["classifier"])
     run_epochs(inputs, TuneSession(resolve_use_gpu(params.train.use_gpu, 1)))
 
 
@@ -115,7 +116,7 @@ def _stopped_by_asha(record: Path) -> list[str]:
     return json.loads(record.read_text()) if record.exists() else []
 
 
-def run_search(params: PipelineParams, train: ImageArrays, val: ImageArrays, root: Path,
+def run_search(params: PipelineParams, train: ImageArrays | ShardedSplit, val: ImageArrays | ShardedSplit, root: Path,
                classifier: SavedClassifier | None = None, name: str = "search", space: dict[str, Any] | None = None,
                max_concurrent: int | None = None, early_stopping: bool = True, reduction_factor: int = 2,
                callbacks: list | None = None, resume: bool = False) -> SearchResult:
@@ -128,9 +129,11 @@ def run_search(params: PipelineParams, train: ImageArrays, val: ImageArrays, roo
     from ray import tune
     from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
-    from gen_platform.training.launcher import resolve_use_gpu, storage_path
+    from gen_platform.training.launcher import as_sharded, resolve_use_gpu, storage_path
 
     ensure_ray()
+    # in-memory splits (benchmarks, tests) are written once beside the search, so a resumed search finds them
+    train, val = as_sharded(train, root / ".tune" / name / "train"), as_sharded(val, root / ".tune" / name / "val")
     family, settings = get_family(params.model.family), params.tune
     single = settings.workers_per_trial == 1
     per_trial = settings.cpus_per_worker if single else settings.workers_per_trial * settings.cpus_per_worker + DRIVER_CPU

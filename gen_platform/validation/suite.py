@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pandas as pd
 
 from gen_platform.settings import DataParams, ValidationParams
 from gen_platform.data.arrays import ImageArrays
+from gen_platform.data.shards import ShardedSplit
 from gen_platform.progress import progress
 
 IMAGE_COLUMNS = ["split", "label", "height", "width", "channels", "dtype",
@@ -58,21 +60,38 @@ def _short_kwargs(kwargs: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in kwargs.items() if k not in {"batch_id"})
 
 
-def image_table(splits: dict[str, ImageArrays]) -> pd.DataFrame:
-    rows = []
-    for split, arrays in splits.items():
-        for image, label in progress(zip(arrays.images, arrays.labels), len(arrays), f"per-image statistics of {split}"):
-            as_float = image.astype(np.float64, copy=False)
-            rows.append({
-                "split": split, "label": int(label),
-                "height": image.shape[0], "width": image.shape[1], "channels": image.shape[2],
-                "dtype": str(image.dtype),
-                "pixel_min": float(np.nanmin(as_float)) if np.isfinite(as_float).any() else float("nan"),
-                "pixel_max": float(np.nanmax(as_float)) if np.isfinite(as_float).any() else float("nan"),
-                "nan_count": int(np.isnan(as_float).sum()),
-                "sha1": hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest(),
-            })
-    return pd.DataFrame(rows, columns=IMAGE_COLUMNS)
+def _statistics(split: str, arrays: ImageArrays) -> pd.DataFrame:
+    """One row per image of a batch, vectorised over the batch."""
+    images = arrays.images
+    flat = images.reshape(len(images), int(np.prod(images.shape[1:])))
+    if np.issubdtype(flat.dtype, np.floating):
+        with warnings.catch_warnings():  # an all-NaN image has no min or max: NaN, reported by the suite
+            warnings.simplefilter("ignore", RuntimeWarning)
+            pixel_min, pixel_max = np.nanmin(flat, axis=1), np.nanmax(flat, axis=1)
+        nan_count = np.isnan(flat).sum(axis=1)
+    else:
+        pixel_min, pixel_max, nan_count = flat.min(axis=1), flat.max(axis=1), np.zeros(len(flat), np.int64)
+    height, width, channels = images.shape[1:4] if images.ndim == 4 else (*images.shape[1:3], 1)
+    return pd.DataFrame({
+        "split": split, "label": arrays.labels.astype(np.int64), "height": height, "width": width,
+        "channels": channels, "dtype": str(images.dtype), "pixel_min": pixel_min.astype(np.float64),
+        "pixel_max": pixel_max.astype(np.float64), "nan_count": nan_count.astype(np.int64),
+        "sha1": [hashlib.sha1(row.tobytes()).hexdigest() for row in np.ascontiguousarray(flat)],
+    }, columns=IMAGE_COLUMNS)
+
+
+def image_table(splits: dict[str, ImageArrays | ShardedSplit]) -> pd.DataFrame:
+    """Per-image statistics, computed one shard (or one in-memory split) at a time: memory holds a shard and
+    a few numbers per image, never the whole dataset."""
+    tables = []
+    for split, source in splits.items():
+        batches = source.shards() if isinstance(source, ShardedSplit) else [source]
+        tables += [_statistics(split, batch) for batch in progress(batches, _count(source), f"statistics of {split}")]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=IMAGE_COLUMNS)
+
+
+def _count(source: ImageArrays | ShardedSplit) -> int:
+    return len(source.files) // 2 if isinstance(source, ShardedSplit) else 1
 
 
 def class_table(images: pd.DataFrame) -> pd.DataFrame:
@@ -152,7 +171,7 @@ def data_docs_index(project_root: Path) -> Path:
     return project_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
-def validate_splits(splits: dict[str, ImageArrays], data: DataParams, rules: ValidationParams,
+def validate_splits(splits: dict[str, ImageArrays | ShardedSplit], data: DataParams, rules: ValidationParams,
                     project_root: Path | None = None) -> ValidationReport:
     """Run the suite on all splits together; returns the full report (the caller decides to stop). With a
     `project_root`, Great Expectations keeps its suites and every validation result in `<root>/gx/` and
