@@ -42,6 +42,7 @@ bench: setup
 	python -m bench.tune_efficiency
 	python -m bench.tune_soak
 	python -m bench.stack_load
+	python -m bench.scale
 
 # Prefect server, MLflow server, Ray head and the deployments' serve process, on 127.0.0.1.
 stack-up: setup

@@ -62,6 +62,17 @@ class ShardedSplit:
         return ImageArrays(np.load(directory / entry["images"], allow_pickle=False),
                            np.load(directory / entry["labels"], allow_pickle=False))
 
+    def head(self, rows: int) -> ImageArrays:
+        """The first `rows` rows (the split is shuffled at `prepare`, so a fair sample), reading only the shards
+        that hold them."""
+        parts, taken = [], 0
+        for shard in self.shards():
+            if taken >= rows:
+                break
+            parts.append(ImageArrays(shard.images[:rows - taken], shard.labels[:rows - taken]))
+            taken += len(parts[-1])
+        return ImageArrays(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
+
     def read(self) -> ImageArrays:
         """The whole split in memory (evaluation and the small splits)."""
         parts = list(self.shards())

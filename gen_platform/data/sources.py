@@ -62,7 +62,26 @@ def fashion_mnist(directory: str | Path | None = None) -> ImageArrays:
     return ImageArrays(np.concatenate(images), np.concatenate(labels), np.concatenate(split))
 
 
-BUILTIN_DATASETS = {"digits": digits, "fashion-mnist": fashion_mnist}
+def photo_crops(count: int = 20_000, size: int = 64, seed: int = 0) -> ImageArrays:
+    """`count` distinct size×size RGB crops of the two photographs that ship inside scikit-learn (china.jpg and
+    flower.jpg, 427×640), labelled by photograph and half (top or bottom): 4 classes. Distinct crop
+    positions, so no two images are identical; nothing is downloaded."""
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    height, width = photos[0].shape[:2]
+    rows, columns = height - size + 1, width - size + 1
+    if count > len(photos) * rows * columns:
+        raise DataError(f"photo-crops: at most {len(photos) * rows * columns} distinct {size}×{size} crops")
+    picks = np.random.default_rng(seed).choice(len(photos) * rows * columns, count, replace=False)
+    photo, position = np.divmod(picks, rows * columns)
+    top, left = np.divmod(position, columns)
+    images = np.stack([photos[p][y:y + size, x:x + size] for p, y, x in zip(photo, top, left)])
+    labels = photo * 2 + (top + size // 2 >= height // 2)
+    return ImageArrays(images.astype(np.uint8), labels.astype(np.int64))
+
+
+BUILTIN_DATASETS = {"digits": digits, "fashion-mnist": fashion_mnist, "photo-crops": photo_crops}
 
 
 def builtin(name: str) -> ImageArrays:

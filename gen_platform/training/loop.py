@@ -120,7 +120,7 @@ def run_epochs(inputs: TrainingInputs, session: TrainSession | TuneSession) -> N
 
     # `batch_size` is global: results do not depend on how many workers share it.
     worker_batch = max(1, params.train.batch_size // world_size)
-    val_images = to_tensor(inputs.val.read().images)
+    val_images = to_tensor(inputs.val.head(params.train.validation_images).images)
 
     for epoch in range(start_epoch, params.train.epochs):
         worker = WorkerState(rank, world_size, epoch, resumed=checkpoint is not None)

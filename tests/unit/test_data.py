@@ -70,3 +70,10 @@ def test_split_of_empty_dataset():
 def test_to_tensor_layout_and_range():
     tensor = to_tensor(np.full((2, 8, 8, 3), 255, np.uint8))
     assert tensor.shape == (2, 3, 8, 8) and float(tensor.max()) == 1.0
+
+
+def test_photo_crops_are_distinct_rgb_crops_in_four_classes():
+    crops = builtin("photo-crops")
+    assert crops.images.shape == (20_000, 64, 64, 3) and crops.images.dtype == np.uint8
+    assert set(np.unique(crops.labels)) == {0, 1, 2, 3}
+    assert len({image.tobytes() for image in crops.images[:2000]}) == 2000

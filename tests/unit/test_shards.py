@@ -78,3 +78,9 @@ def test_a_worker_holds_one_shard_at_a_time(tmp_path, monkeypatch):
 def test_a_missing_split_is_named(tmp_path):
     with pytest.raises(DataError, match=r"train/index.json: not found; run `genp prepare`"):
         len(ShardedSplit(str(tmp_path / "train")))
+
+
+def test_head_reads_only_the_shards_it_needs(tmp_path):
+    split = write_shards(tmp_path / "val", _numbered(1000), rows_per_shard=300)
+    assert _rows(split.head(450).images) == list(range(450))
+    assert len(split.head(5000)) == 1000
