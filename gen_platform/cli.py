@@ -66,9 +66,12 @@ def tune(family: Annotated[str | None, typer.Option(help=f"one of {sorted(FAMILI
     stages.tune(base, Workspace.at(root), resume=resume)
 
 
-@data_app.command("import", help="Write a built-in dataset (digits) to data/raw/<name>.npz.")
-def data_import(name: str, root: RootOption = Path(".")) -> None:
-    path = stages.import_dataset(name, Workspace.at(root))
+@data_app.command("import", help="Write a built-in dataset (digits, fashion-mnist, photo-crops) to "
+                  "data/raw/<name>.npz.")
+def data_import(name: str, count: Annotated[int | None, typer.Option(min=100, max=400_000, help="images to "
+                                                                     "generate (photo-crops only)")] = None,
+                root: RootOption = Path(".")) -> None:
+    path = stages.import_dataset(name, Workspace.at(root), count)
     typer.echo(f"wrote {path}; track this version with `dvc add data/raw` (or `dvc commit data.dvc`)")
 
 

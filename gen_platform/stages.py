@@ -18,9 +18,9 @@ from gen_platform.validation.gate import record_verdict, require_valid_data
 from gen_platform.workspace import Workspace, read_json, write_json
 
 
-def import_dataset(name: str, ws: Workspace) -> Path:
+def import_dataset(name: str, ws: Workspace, count: int | None = None) -> Path:
     """Write a built-in dataset to data/raw/<name>.npz."""
-    return write_npz(ws.raw(name), sources.builtin(name))
+    return write_npz(ws.raw(name), sources.builtin(name, count))
 
 
 def import_folder(folder: Path, name: str, ws: Workspace, channels: int = 1,

@@ -84,8 +84,12 @@ def photo_crops(count: int = 20_000, size: int = 64, seed: int = 0) -> ImageArra
 BUILTIN_DATASETS = {"digits": digits, "fashion-mnist": fashion_mnist, "photo-crops": photo_crops}
 
 
-def builtin(name: str) -> ImageArrays:
-    try:
+def builtin(name: str, count: int | None = None) -> ImageArrays:
+    """A built-in dataset; `count` sizes the generated ones (photo-crops)."""
+    if name not in BUILTIN_DATASETS:
+        raise DataError(f"unknown built-in dataset {name!r}; known: {sorted(BUILTIN_DATASETS)}")
+    if count is None:
         return BUILTIN_DATASETS[name]()
-    except KeyError:
-        raise DataError(f"unknown built-in dataset {name!r}; known: {sorted(BUILTIN_DATASETS)}") from None
+    if name != "photo-crops":
+        raise DataError(f"--count: {name} has a fixed size; only photo-crops is generated to a size")
+    return photo_crops(count)

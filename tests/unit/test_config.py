@@ -11,6 +11,12 @@ def test_repository_params_are_valid():
     assert params.registered_model_name == "vae-digits"
 
 
+def test_the_rgb64_preset_is_valid():
+    params = load_params(REPO / "presets" / "rgb64.yaml")
+    assert (params.data.image_size, params.data.channels) == (64, 3)
+    assert params.registered_model_name == "vae-photo-crops"
+
+
 def test_unknown_key_is_named():
     with pytest.raises(ConfigError, match=r"train\.epoch: Extra inputs are not permitted"):
         parse_params({"train": {"epoch": 3}})
