@@ -46,7 +46,7 @@ def test_missing_file_says_how_to_get_it(tmp_path):
 
 
 def test_unknown_builtin():
-    with pytest.raises(DataError, match="known: \\[.digits., .fashion-mnist.\\]"):
+    with pytest.raises(DataError, match="known: \\[.digits., .fashion-mnist., .photo-crops.\\]"):
         builtin("cifar")
 
 
