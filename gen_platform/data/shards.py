@@ -67,16 +67,15 @@ class ShardedSplit:
         that hold them."""
         parts, taken = [], 0
         for shard in self.shards():
-            if taken >= rows:
-                break
             parts.append(ImageArrays(shard.images[:rows - taken], shard.labels[:rows - taken]))
             taken += len(parts[-1])
+            if taken >= rows:
+                break
         return ImageArrays(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
 
     def read(self) -> ImageArrays:
         """The whole split in memory (evaluation and the small splits)."""
-        parts = list(self.shards())
-        return ImageArrays(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
+        return self.head(len(self))
 
     def batches(self, batch_size: int, rank: int, world_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
         """This worker's images for one epoch, `batch_size` at a time (the last batch may be smaller).
