@@ -8,10 +8,10 @@ import io
 import warnings
 
 import torch
-from prdc import compute_prdc
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
+
+# torchmetrics and prdc (which pulls scikit-learn) are imported where they are used: together they cost about
+# 3 s of start-up, and every process that imports the model families (each stage, each Ray worker) would pay it.
 
 
 def _feed(metric: nn.Module, real: torch.Tensor, fake: torch.Tensor, batch_size: int) -> None:
@@ -22,6 +22,8 @@ def _feed(metric: nn.Module, real: torch.Tensor, fake: torch.Tensor, batch_size:
 
 def frechet_distance(real: torch.Tensor, fake: torch.Tensor, features: nn.Module, batch_size: int = 512) -> float:
     """FD between two image sets (N×C×H×W in [0, 1]); 0 for identical distributions."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     metric = FrechetInceptionDistance(feature=features)
     _feed(metric, real, fake, batch_size)
     return float(metric.compute())
@@ -42,6 +44,9 @@ def features_of(images: torch.Tensor, features: nn.Module, batch_size: int) -> t
 def distribution_metrics(real: torch.Tensor, fake: torch.Tensor, features: nn.Module, nearest_k: int = 5,
                          batch_size: int = 512, kid_subsets: int = 50) -> dict[str, float]:
     """fd, kid (mean over subsets), precision, recall, density, coverage (Naeem et al. 2020)."""
+    from prdc import compute_prdc
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     with warnings.catch_warnings():  # KID warns that it buffers features: intended, they are small
         warnings.simplefilter("ignore", UserWarning)
         kid = KernelInceptionDistance(feature=features, subsets=kid_subsets,
