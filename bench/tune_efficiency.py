@@ -1,58 +1,135 @@
-"""How much compute ASHA needs to find (within 2 %) the best model a full grid finds, over the same space.
+"""Tuning benchmarks on digits, through the real tuning code (Ray Tune trials of the platform's loop):
 
-Both searches run the real tuning code (Ray Tune trials, each a Ray Train training) on digits: a grid of
-β × learning rate, every trial to `MAX_EPOCHS`, against ASHA over the same grid. Compute is counted in
-trial-epochs (epochs actually trained, summed over trials).
+- `asha`: how much compute ASHA needs to find (within 2 %) the best model a full grid finds over the same
+  space: a grid of β × learning rate, every trial to `MAX_EPOCHS`, against ASHA over the same grid. Compute is
+  counted in trial-epochs (epochs actually trained, summed over trials).
+- `fd_sample_size`: how many generated images the per-epoch `val_fd` of GANs needs to rank search trials. A
+  4-configuration GAN grid is trained; each trial's final generator is then scored `FD_DRAWS` times (fresh
+  samples each time, the same validation images and classifier the search used) at several sample sizes.
+  A size is good enough when single draws order the trials as the reference does (the mean of `FD_DRAWS`
+  other, independent draws of `REFERENCE_SIZE` samples); reported per size: the draw-to-draw spread of FD and
+  how often the order of a pair of trials, and the best trial, agree with that reference. Draw k of every trial
+  uses the same latent seed, as the search does (every trial validates with the seed of `train.seed`).
 
-    python -m bench.tune_efficiency      # writes bench/results/tune.json
+    python -m bench.tune_efficiency [asha] [fd_sample_size]   # default both; writes bench/results/tune.json
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from gen_platform.config import parse_params
+from gen_platform.data.arrays import to_tensor
 from gen_platform.data.sources import digits
 from gen_platform.data.splits import split_dataset
+from gen_platform.evaluation.bootstrap import frechet_from_features
+from gen_platform.evaluation.classifier import ClassifierArchitecture, FeatureModule, SavedClassifier, train_classifier
+from gen_platform.evaluation.distribution import features_of, generate
+from gen_platform.tracking.model_io import load_model_dir
 from gen_platform.tuning.search import run_search
 
 RESULT = Path(__file__).parent / "results" / "tune.json"
 MAX_EPOCHS, GRACE, REDUCTION = 8, 1, 3
+GAN_EPOCHS, FD_SIZES, FD_DRAWS, REFERENCE_SIZE = 4, (180, 500, 1000, 2000), 20, 5000
 
 
-def main() -> None:
-    import ray
+def asha(splits: dict, root: Path) -> dict:
     from ray import tune
 
-    params = parse_params({"model": {"family": "vae"}, "tune": {"trials": 1, "max_epochs": MAX_EPOCHS,
-                                                                 "grace_epochs": GRACE}})
+    params = parse_params({"model": {"family": "vae"}, "tune": {"trials": 1, "max_epochs": MAX_EPOCHS}})
     space = {"beta": tune.grid_search([0.25, 0.5, 1.0, 2.0, 4.0, 8.0]), "learning_rate": tune.grid_search([5e-4, 2e-3])}
-    splits = split_dataset(digits(), 0, 0.1, 0.1)
     outcomes = {}
-    with tempfile.TemporaryDirectory() as root:
-        for name, early in (("grid", False), ("asha", True)):
-            started = time.perf_counter()
-            search = run_search(params, splits["train"], splits["val"], Path(root), name=name, space=space,
-                                early_stopping=early, reduction_factor=REDUCTION)
-            outcomes[name] = {"trials": len(search.trials), "trial_epochs": search.trial_epochs,
-                              "best_metric": round(search.best.metric, 4), "best_sample": search.best.sample,
-                              "stopped_early": sum(t.stopped_early for t in search.trials),
-                              "wall_seconds": round(time.perf_counter() - started, 1)}
+    for name, early in (("grid", False), ("asha", True)):
+        started = time.perf_counter()
+        search = run_search(params, splits["train"], splits["val"], root, name=name, space=space,
+                            early_stopping=early, reduction_factor=REDUCTION)
+        outcomes[name] = {"trials": len(search.trials), "trial_epochs": search.trial_epochs,
+                          "best_metric": round(search.best.metric, 4), "best_config": search.best.sample,
+                          "stopped_early": sum(t.stopped_early for t in search.trials),
+                          "wall_seconds": round(time.perf_counter() - started, 1)}
+    grid, found = outcomes["grid"], outcomes["asha"]
+    gap = (found["best_metric"] - grid["best_metric"]) / abs(grid["best_metric"])
+    return {"metric": "val_neg_elbo (nats/image, lower is better)",
+            "space": "beta {0.25..8} x learning_rate {5e-4, 2e-3}, 12 configurations", "max_epochs": MAX_EPOCHS,
+            "asha": {"grace_epochs": GRACE, "reduction_factor": REDUCTION}, "grid_search": grid, "asha_search": found,
+            "asha_gap_to_grid_best": round(gap, 4), "within_2_percent": gap <= 0.02,
+            "compute_fraction": round(found["trial_epochs"] / grid["trial_epochs"], 3), "target_fraction": 0.4}
+
+
+def _agreement(draws: dict[str, list[float]], reference: dict[str, float]) -> tuple[float, float]:
+    """Share of (trial pair, draw) whose order matches the reference, and share of draws whose best trial is
+    the reference's best. Draw k of every trial is compared with draw k of the others."""
+    names = sorted(reference)
+    best = min(names, key=reference.get)
+    pairs = list(itertools.combinations(names, 2))
+    n_draws = len(draws[names[0]])
+    agree = sum((draws[a][k] < draws[b][k]) == (reference[a] < reference[b]) for a, b in pairs for k in range(n_draws))
+    best_agree = sum(min(names, key=lambda name: draws[name][k]) == best for k in range(n_draws))
+    return agree / (len(pairs) * n_draws), best_agree / n_draws
+
+
+def fd_sample_size(splits: dict, root: Path) -> dict:
+    from ray import tune
+
+    classifier = train_classifier(splits["train"], ClassifierArchitecture(8, 1, 10), 5, 128, 1e-3, 0)
+    params = parse_params({"model": {"family": "gan"}, "tune": {"trials": 1, "max_epochs": GAN_EPOCHS}})
+    space = {"d_steps_per_g_step": tune.grid_search([1, 3]), "g_learning_rate": tune.grid_search([5e-5, 2e-4])}
+    started = time.perf_counter()
+    search = run_search(params, splits["train"], splits["val"], root, SavedClassifier.of(classifier), name="gan-fd",
+                        space=space, early_stopping=False)
+    search_seconds = time.perf_counter() - started
+    features = FeatureModule(classifier)
+    real = features_of(to_tensor(splits["val"].images), features, 512)
+    scores: dict[int, dict[str, list[float]]] = {n: {} for n in (*FD_SIZES, REFERENCE_SIZE)}
+    for trial in search.trials:
+        name = ",".join(f"{key}={value}" for key, value in sorted(trial.sample.items()))
+        model = load_model_dir(trial.checkpoint_path)
+        for n in scores:  # seeds differ between sizes: the reference's draws are independent of the others
+            scores[n][name] = [frechet_from_features(real, features_of(generate(model, n, n * 1000 + k, 512),
+                                                                       features, 512)) for k in range(FD_DRAWS)]
+    reference = {name: statistics.mean(values) for name, values in scores.pop(REFERENCE_SIZE).items()}
+    by_size = {}
+    for n in FD_SIZES:
+        pairs, best = _agreement(scores[n], reference)
+        by_size[str(n)] = {
+            "fd_mean_per_trial": {name: round(statistics.mean(v), 2) for name, v in scores[n].items()},
+            "draw_sd_median_over_trials": round(statistics.median(statistics.stdev(v) for v in scores[n].values()), 3),
+            "pair_order_agreement": round(pairs, 3), "best_trial_agreement": round(best, 3)}
+    return {"family": "gan", "metric": "val_fd (FD in the domain classifier's feature space, lower is better)",
+            "space": "d_steps_per_g_step {1, 3} x g_learning_rate {5e-5, 2e-4}, 4 trials of "
+                     f"{GAN_EPOCHS} epochs", "validation_images": len(splits["val"]), "draws_per_size": FD_DRAWS,
+            "reference": f"mean of {FD_DRAWS} independent draws of {REFERENCE_SIZE} samples",
+            "reference_fd_per_trial": {name: round(value, 2) for name, value in reference.items()},
+            "search_wall_seconds": round(search_seconds, 1), "sizes": by_size,
+            "default_fd_samples": params.model.settings.fd_samples,
+            "previous_behaviour": f"as many samples as validation images ({len(splits['val'])})"}
+
+
+PARTS = {"asha": asha, "fd_sample_size": fd_sample_size}
+
+
+def main(parts: list[str]) -> None:
+    import ray
+
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"unknown part(s) {sorted(unknown)}; choose from {sorted(PARTS)}")
+    splits = split_dataset(digits(), 0, 0.1, 0.1)
+    result = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    result["benchmark"] = "tune_efficiency"
+    for part in parts:
+        with tempfile.TemporaryDirectory() as root:
+            result[part] = PARTS[part](splits, Path(root))
+        RESULT.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({part: result[part]}, indent=2), flush=True)
     ray.shutdown()
-    grid, asha = outcomes["grid"], outcomes["asha"]
-    gap = (asha["best_metric"] - grid["best_metric"]) / abs(grid["best_metric"])
-    result = {"benchmark": "tune_efficiency", "metric": "val_neg_elbo (nats/image, lower is better)",
-              "space": "beta {0.25..8} x learning_rate {5e-4, 2e-3}, 12 configurations",
-              "max_epochs": MAX_EPOCHS, "asha": {"grace_epochs": GRACE, "reduction_factor": REDUCTION},
-              "grid_search": grid, "asha_search": asha,
-              "asha_gap_to_grid_best": round(gap, 4), "within_2_percent": gap <= 0.02,
-              "compute_fraction": round(asha["trial_epochs"] / grid["trial_epochs"], 3), "target_fraction": 0.4}
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:] or list(PARTS))

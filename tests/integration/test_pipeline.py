@@ -10,7 +10,7 @@ import yaml
 
 from gen_platform.data.arrays import ImageArrays, load_npz, write_npz
 from gen_platform.tracking.model_io import load_generator
-from tests.integration.workspace import GIT, make_workspace, mlflow_client, run
+from tests.integration.workspace import GIT, QUICK_EVALUATION, make_workspace, mlflow_client, run
 
 pytestmark = pytest.mark.integration
 EPOCHS = 3
@@ -57,7 +57,8 @@ def test_first_repro_registers_a_champion_that_samples(workspace):
                         "metric_generated_images", "nll_images"}
     assert expected_metrics <= set(run_data.metrics)
     metrics = run_data.metrics  # the sample sizes the params ask for, and the FD inside its interval
-    assert metrics["metric_real_images"] == metrics["metric_generated_images"] == 1000
+    asked = yaml.safe_load((workspace / "params.yaml").read_text())["evaluate"]["metric_samples"]
+    assert metrics["metric_real_images"] == metrics["metric_generated_images"] == asked == QUICK_EVALUATION["metric_samples"]
     assert metrics["fd_ci_low"] <= metrics["fd"] <= metrics["fd_ci_high"]
     artifacts = {a.path for a in client.list_artifacts(champion.run_id)}
     assert {"samples.png", "reconstructions.png", "interpolations.png", "closest_training_images.png",

@@ -84,3 +84,19 @@ def test_ema_is_the_sampler_and_tracks_the_generator():
     recipe.train_epoch(_loader())
     assert recipe.model.sampler is recipe.model.ema.module
     assert any(not torch.equal(a, b) for a, b in zip(before, recipe.model.ema.module.parameters()))
+
+
+def test_per_epoch_fd_draws_fd_samples_images_whatever_the_validation_size(monkeypatch):
+    """`fd_samples` generated images, in batches, against however many validation images there are."""
+    seen = {}
+
+    def fake_frechet(real, fake, features, batch_size):
+        seen.update(real=len(real), fake=len(fake))
+        return 0.0
+
+    monkeypatch.setattr(gan, "frechet_distance", fake_frechet)
+    hyper = GANParams(latent_dim=8, hidden_channels=8, fd_samples=700)
+    recipe = gan.Recipe(gan.GAN(gan.architecture_from(DataParams(), hyper)), hyper, wrap=lambda m: m,
+                        device=torch.device("cpu"))
+    assert recipe.validate(torch.rand(180, 1, 8, 8), 256, 0, 1, seed=0, features=torch.nn.Identity()) == {"fd": 0.0}
+    assert seen == {"real": 180, "fake": 700}
