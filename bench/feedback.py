@@ -1,0 +1,59 @@
+"""Fast feedback: how long a new user waits, on a fresh clone of the committed HEAD.
+
+1. `make run` in a fresh clone (a new virtual environment, every package installed, the whole DVC pipeline);
+2. then, set-up done, `dvc repro -f --no-run-cache` (the whole default pipeline again), with the seconds of
+   each stage taken from the time its "Running stage" line appeared.
+
+    python -m bench.feedback     # writes bench/results/feedback.json (about 6 minutes on 2 cores)
+
+Targets (issue 14): `make run` ≤ 150 s, `dvc repro -f` ≤ 30 s. Run it on an idle machine: both are wall times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+RESULT = Path(__file__).parent / "results" / "feedback.json"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _timed(command: list[str], cwd: Path) -> tuple[float, list[tuple[float, str]]]:
+    """Wall seconds of `command` and its output lines, each with the second it appeared."""
+    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"}}
+    env["PATH"] = f"{cwd / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = [(time.perf_counter() - started, line.rstrip()) for line in process.stdout]
+    if process.wait() != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n" + "\n".join(line for _, line in lines[-40:]))
+    return time.perf_counter() - started, lines
+
+
+def _stage_seconds(lines: list[tuple[float, str]], total: float) -> dict[str, float]:
+    starts = [(at, line.split("'")[1]) for at, line in lines if line.startswith("Running stage")]
+    ends = [at for at, _ in starts[1:]] + [total]
+    return {name: round(end - at, 1) for (at, name), end in zip(starts, ends)}
+
+
+def main() -> None:
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="genp-feedback-") as directory:
+        clone = Path(directory) / "clone"
+        subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+        make_run, _ = _timed(["make", "run"], clone)
+        repro, lines = _timed(["dvc", "repro", "-f", "--no-run-cache"], clone)
+    result = {"benchmark": "feedback", "commit": commit, "cpus": os.cpu_count(),
+              "make_run_fresh_clone_seconds": round(make_run, 1), "make_run_target_seconds": 150,
+              "dvc_repro_forced_seconds": round(repro, 1), "dvc_repro_target_seconds": 30,
+              "dvc_repro_stage_seconds": _stage_seconds(lines, repro)}
+    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
