@@ -2,8 +2,8 @@
 stack (Prefect server, MLflow server, Ray head, serve process with its limit of 2 concurrent runs).
 
 Criteria: all 8 runs complete (none lost, none failed by contention), 8 distinct MLflow runs, each holding
-the `model.beta` its request asked for, and one consistent champion (the alias is on the version with the
-best selection metric). Records wall time and the queue wait of each run (created → started). Writes
+the `model.beta` its request asked for, and one consistent champion (the promotions form one chain ending at
+the alias: none lost, none decided against a stale champion). Records wall time and the queue wait of each run (created → started). Writes
 bench/results/stack_load.json.
 
     python -m bench.stack_load      (part of `make bench`; tests/integration/test_stack.py runs `measure`
@@ -40,10 +40,17 @@ def load_requests(count: int) -> list[dict[str, Any]]:
 
 
 def _champion_consistent(client, name: str) -> bool:
-    versions = client.search_model_versions(f"name='{name}'")
-    values = {version.version: float(version.tags[version.tags["selection_metric"]]) for version in versions}
-    champion = client.get_model_version_by_alias(name, "champion").version
-    return values[champion] == min(values.values())
+    """The promotion decisions form one chain. Following the alias's version back through the champion each
+    promoted version replaced (`promotion.champion_version`) visits every promoted version exactly once: no
+    promotion was lost or decided against a stale champion. (Under the noise-aware rule the champion need not
+    have the best point estimate: a challenger inside the interval is refused.)"""
+    tags = {version.version: version.tags for version in client.search_model_versions(f"name='{name}'")}
+    promoted = {version for version, tag in tags.items() if tag.get("promotion.promoted") == "True"}
+    chain, current = [], client.get_model_version_by_alias(name, "champion").version
+    while current in tags and current not in chain:
+        chain.append(current)
+        current = tags[current].get("promotion.champion_version")
+    return current == "None" and set(chain) == promoted
 
 
 def measure(urls: dict[str, str], count: int = REQUESTS, timeout: float = 1800) -> dict[str, Any]:
