@@ -19,7 +19,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from gen_platform.distributed import all_reduce
-from gen_platform.evaluation.distribution import frechet_distance, generate
+from gen_platform.evaluation.bootstrap import frechet_from_features
+from gen_platform.evaluation.distribution import features_of, generate
 from gen_platform.models.family import Family
 from gen_platform.nets import bottom_size, channel_widths, down_stack, up_stack
 from gen_platform.settings import DataParams, Section
@@ -144,11 +145,12 @@ class Recipe:
             model.ema.multi_avg_fn = get_ema_multi_avg_fn(settings.ema_decay)
         latent_dim = model.architecture.latent_dim
         self.fixed_noise = torch.randn(64, latent_dim, generator=torch.Generator().manual_seed(1234))
+        self._reference: tuple[torch.Tensor, torch.Tensor] | None = None  # validation images and their features
 
     def _noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.model.architecture.latent_dim, device=self.device)
 
-    def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
+    def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         fake = fake.detach()
         if self.settings.loss == "wgan_gp":
             mix = torch.rand(len(real), 1, 1, 1, device=self.device)
@@ -164,9 +166,9 @@ class Recipe:
         self.d_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.d_optimizer.step()
-        return loss.item()
+        return loss.detach()
 
-    def _generator_step(self, fake: torch.Tensor) -> float:
+    def _generator_step(self, fake: torch.Tensor) -> torch.Tensor:
         no_sync = getattr(self.parallel_discriminator, "no_sync", None)
         # D's gradients from the G step are discarded, so they need no all-reduce.
         with no_sync() if no_sync else torch.enable_grad():
@@ -176,12 +178,13 @@ class Recipe:
         self.g_optimizer.step()
         if self.model.ema is not None:
             self.model.ema.update_parameters(self.model.generator)
-        return loss.item()
+        return loss.detach()
 
     def train_epoch(self, batches: Iterable[torch.Tensor]) -> dict[str, float]:
         self.parallel_generator.train()
         self.parallel_discriminator.train()
-        totals = torch.zeros(5, dtype=torch.float64)  # d loss sum, d steps, g loss sum, g steps, images
+        # d loss sum, d steps, g loss sum, g steps, images; on the device: no host synchronisation per step
+        totals = torch.zeros(5, dtype=torch.float64, device=self.device)
         for step, batch in enumerate(batches, start=1):
             real = batch.to(self.device, non_blocking=True) * 2 - 1
             # The G step reuses the fakes of the D step just before it (one generator forward per batch).
@@ -202,8 +205,10 @@ class Recipe:
         (every worker computes the same)."""
         if features is None:
             return {}
+        if self._reference is None or self._reference[0] is not images:  # the loop passes the same images
+            self._reference = (images, features_of(images.to(self.device), features, batch_size))  # every epoch
         samples = generate(self.model, self.settings.fd_samples, seed, batch_size)
-        return {"fd": frechet_distance(images, samples, features, batch_size)}
+        return {"fd": frechet_from_features(self._reference[1], features_of(samples, features, batch_size))}
 
     def snapshot(self) -> torch.Tensor:
         """The fixed-noise grid of this epoch (uint8), kept in the checkpoint to show progress across epochs."""

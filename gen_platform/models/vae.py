@@ -160,17 +160,19 @@ class Recipe:
 
     def train_epoch(self, batches: Iterable[torch.Tensor]) -> dict[str, float]:
         self.parallel_model.train()
-        totals = torch.zeros(len(self.terms) + 1, dtype=torch.float64)
+        # The sums stay on the device: one host synchronisation per epoch, none per step.
+        totals = torch.zeros(len(self.terms) + 1, dtype=torch.float64, device=self.device)
         for batch in batches:
             batch = batch.to(self.device, non_blocking=True)
             terms = loss_terms(self.parallel_model(batch), self.settings.beta)
             self.optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             self.optimizer.step()
-            totals += torch.tensor([terms[t].item() * len(batch) for t in self.terms] + [len(batch)],
-                                   dtype=torch.float64)
-        totals = all_reduce(totals)
-        return {name: (totals[i] / totals[-1]).item() for i, name in enumerate(self.terms)} | {"images": int(totals[-1])}
+            totals[:-1] += torch.stack([terms[t].detach() for t in self.terms]).double() * len(batch)
+            totals[-1] += len(batch)
+        *sums, images = all_reduce(totals).tolist()
+        return {name: sums[i] / images if images else float("nan") for i, name in enumerate(self.terms)} | {
+            "images": int(images)}
 
     def validate(self, images: torch.Tensor, batch_size: int, rank: int, world_size: int, seed: int,
                  features: nn.Module | None = None) -> dict[str, float]:

@@ -27,8 +27,8 @@ def _gan_losses(**switches) -> tuple[float, float]:
     real = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
     torch.manual_seed(3)
     fake = recipe.parallel_generator(torch.randn(8, 8))
-    d_loss = recipe._discriminator_step(real, fake)
-    return d_loss, recipe._generator_step(fake)
+    d_loss = recipe._discriminator_step(real, fake).item()
+    return d_loss, recipe._generator_step(fake).item()
 
 
 

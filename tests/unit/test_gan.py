@@ -90,13 +90,36 @@ def test_per_epoch_fd_draws_fd_samples_images_whatever_the_validation_size(monke
     """`fd_samples` generated images, in batches, against however many validation images there are."""
     seen = {}
 
-    def fake_frechet(real, fake, features, batch_size):
+    def fake_frechet(real, fake):
         seen.update(real=len(real), fake=len(fake))
         return 0.0
 
-    monkeypatch.setattr(gan, "frechet_distance", fake_frechet)
+    monkeypatch.setattr(gan, "frechet_from_features", fake_frechet)
     hyper = GANParams(latent_dim=8, hidden_channels=8, fd_samples=700)
     recipe = gan.Recipe(gan.GAN(gan.architecture_from(DataParams(), hyper)), hyper, wrap=lambda m: m,
                         device=torch.device("cpu"))
     assert recipe.validate(torch.rand(180, 1, 8, 8), 256, 0, 1, seed=0, features=torch.nn.Identity()) == {"fd": 0.0}
     assert seen == {"real": 180, "fake": 700}
+
+
+def test_per_epoch_fd_reuses_the_validation_features_and_equals_the_direct_computation():
+    from gen_platform.evaluation.bootstrap import frechet_from_features
+    from gen_platform.evaluation.distribution import features_of, generate
+
+    calls = []
+
+    class Features(torch.nn.Module):
+        def forward(self, images):
+            calls.append(len(images))
+            return torch.cat([images.flatten(1)[:, :6], images.flatten(1)[:, -6:]], 1)
+
+    hyper = GANParams(latent_dim=8, hidden_channels=8, fd_samples=300)
+    recipe = gan.Recipe(gan.GAN(gan.architecture_from(DataParams(), hyper)), hyper, wrap=lambda m: m,
+                        device=torch.device("cpu"))
+    real, features = torch.rand(200, 1, 8, 8), Features()
+    first = recipe.validate(real, 512, 0, 1, seed=3, features=features)["fd"]
+    assert recipe.validate(real, 512, 0, 1, seed=3, features=features)["fd"] == first
+    assert calls == [200, 300, 300]  # the real images' features once, the samples' every epoch
+    expected = frechet_from_features(features_of(real, features, 512), features_of(generate(recipe.model, 300, 3, 512),
+                                                                                 features, 512))
+    assert first == pytest.approx(expected)

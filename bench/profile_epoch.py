@@ -1,0 +1,174 @@
+"""Where one training epoch's time goes, per family and dataset, in the worker's own loop code outside Ray (the
+cost Ray Train adds on top, reporting and start-up, is `bench/train_throughput`'s epoch ratio).
+
+Two parts, one process, 2 threads (the machine's cores), the default params of each family:
+
+- `breakdown` (per family × dataset, after a warm-up epoch): wall seconds of one epoch's phases as the loop
+  runs them: data (reading this worker's shards and converting batches to tensors), train steps (the recipe's
+  `train_epoch`), validation, snapshot and checkpoint (the state written to disk). The train steps are then
+  profiled with torch.profiler (a separate epoch, the profiler's own overhead excluded from the wall times):
+  shares of backward, optimizer and the rest (forward, losses, bookkeeping), host synchronisations per step
+  (`aten::_local_scalar_dense`, one per `.item()`), and the operators with the most self CPU time.
+- `variants` (the arithmetic): train-step images/s of the same recipe with one switch each (Adam `foreach`,
+  Adam `fused`, channels_last, bf16 autocast, torch.compile) against the default, in `ROUNDS` interleaved
+  rounds (every variant once per round, a fresh model and a warm-up epoch each); reported: the median of
+  per-round ratios, the ratio of medians and the min–max of the per-round ratios.
+
+    python -m bench.profile_epoch      # writes bench/results/profile.json (about 15 minutes on 2 cores)
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from gen_platform.checkpoint import save_checkpoint
+from gen_platform.config import PipelineParams, parse_params
+from gen_platform.data.arrays import ImageArrays, to_tensor
+from gen_platform.data.shards import ShardedSplit, write_shards
+from gen_platform.data.sources import builtin
+from gen_platform.data.splits import split_dataset
+from gen_platform.evaluation.classifier import ClassifierArchitecture, FeatureModule, train_classifier
+from gen_platform.models import get_family
+from gen_platform.training.acceleration import accelerated
+
+RESULT = Path(__file__).parent / "results" / "profile.json"
+THREADS = 2
+DATASETS = {"digits": (8, None), "fashion-mnist": (28, 10_000)}  # image size, training images used (None: all)
+FAMILIES = ("vae", "gan")
+VARIANTS = {"default": {}, "adam_foreach": {"adam": "foreach"}, "adam_fused": {"adam": "fused"},
+            "channels_last": {"channels_last": True}, "bf16": {"precision": "bf16"}, "compile": {"compile": True}}
+ROUNDS = 3
+CPU = torch.device("cpu")
+
+
+def _params(family: str, dataset: str, size: int) -> PipelineParams:
+    return parse_params({"data": {"dataset": dataset, "image_size": size}, "model": {"family": family},
+                         "train": {"num_workers": 1, "cpus_per_worker": THREADS}})
+
+
+def _recipe(params: PipelineParams, variant: dict):
+    family = get_family(params.model.family)
+    architecture = family.architecture_from(params.data, params.model.settings)
+    torch.manual_seed(0)
+    wrap = accelerated(lambda module: module, CPU, variant.get("precision", "fp32"),
+                       variant.get("channels_last", False), variant.get("compile", False))
+    recipe = family.recipe(family.build(architecture), params.model.settings, wrap, CPU)
+    if "adam" in variant:  # the recipes' Adam optimizers, rebuilt with the same settings and the variant's kernel
+        for name, optimizer in list(vars(recipe).items()):
+            if isinstance(optimizer, torch.optim.Adam):
+                group = optimizer.param_groups[0]
+                setattr(recipe, name, torch.optim.Adam(group["params"], lr=group["lr"], betas=group["betas"],
+                                                       **{variant["adam"]: True}))
+    return recipe, architecture
+
+
+def _batches(params: PipelineParams, train: ShardedSplit, epoch: int) -> list[torch.Tensor]:
+    return [to_tensor(batch) for batch in train.batches(params.train.batch_size, 0, 1, params.train.seed, epoch)]
+
+
+def _seconds(work) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def _profile_summary(profile, steps: int, wall: float) -> dict:
+    events = profile.key_averages()
+    total_us = wall * 1e6
+
+    def share(prefix: str) -> float:
+        return round(sum(e.cpu_time_total for e in events if e.key.startswith(prefix)) / total_us, 3)
+
+    syncs = sum(e.count for e in events if e.key == "aten::_local_scalar_dense")
+    backward, optimizer = share("autograd::engine::evaluate_function"), share("Optimizer.step#")
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
+    return {"backward_share": backward, "optimizer_step_share": optimizer,
+            "zero_grad_share": share("Optimizer.zero_grad#"),
+            "forward_and_rest_share": round(1 - backward - optimizer, 3),
+            "host_syncs_per_step": round(syncs / steps, 2),
+            "top_self_cpu": [{"op": e.key, "share": round(e.self_cpu_time_total / total_us, 3), "calls": e.count}
+                             for e in top]}
+
+
+def breakdown(params: PipelineParams, train: ShardedSplit, val: torch.Tensor, features) -> dict:
+    recipe, architecture = _recipe(params, {})
+    recipe.train_epoch(_batches(params, train, 0))  # warm-up
+    phases = {}
+    batches: list[torch.Tensor] = []
+    phases["data"] = _seconds(lambda: batches.extend(_batches(params, train, 1)))
+    phases["train_steps"] = _seconds(lambda: recipe.train_epoch(batches))
+    phases["validation"] = _seconds(lambda: recipe.validate(val, params.evaluate.batch_size, 0, 1, 0, features))
+    phases["snapshot"] = _seconds(recipe.snapshot)
+    with tempfile.TemporaryDirectory() as directory:
+        phases["checkpoint"] = _seconds(lambda: save_checkpoint(
+            directory, recipe.state_dict() | {"epoch": 1, "history": [], "snapshots": []}, asdict(architecture),
+            params.model.family))
+    epoch = sum(phases.values())
+    profiled_batches = _batches(params, train, 2)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        wall = _seconds(lambda: recipe.train_epoch(profiled_batches))
+    return {"images": sum(len(b) for b in batches), "steps": len(batches), "epoch_seconds": round(epoch, 3),
+            "phase_seconds": {k: round(v, 4) for k, v in phases.items()},
+            "phase_shares": {k: round(v / epoch, 3) for k, v in phases.items()},
+            "train_steps_profile": _profile_summary(profile, len(profiled_batches), wall)}
+
+
+def variants(cases: dict) -> dict:
+    rates: dict[str, dict[str, list[float]]] = {case: {v: [] for v in VARIANTS} for case in cases}
+    for round_index in range(ROUNDS):
+        for case, (params, train) in cases.items():
+            batches = _batches(params, train, 1)
+            images = sum(len(b) for b in batches)
+            for name, variant in VARIANTS.items():
+                recipe, _ = _recipe(params, variant)
+                recipe.train_epoch(batches)  # warm-up (and compilation)
+                rates[case][name].append(images / _seconds(lambda: recipe.train_epoch(batches)))
+                print(f"round {round_index + 1}/{ROUNDS} {case} {name}: {rates[case][name][-1]:.0f} img/s", flush=True)
+    result = {}
+    for case, by_variant in rates.items():
+        default = by_variant["default"]
+        result[case] = {"default_images_per_second": round(statistics.median(default))}
+        for name, values in by_variant.items():
+            if name == "default":
+                continue
+            ratios = [v / d for v, d in zip(values, default)]
+            result[case][name] = {"median_of_round_ratios": round(statistics.median(ratios), 3),
+                                  "ratio_of_medians": round(statistics.median(values) / statistics.median(default), 3),
+                                  "round_ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)]}
+    return result
+
+
+def main() -> None:
+    torch.set_num_threads(THREADS)
+    result = {"benchmark": "profile_epoch", "threads": THREADS, "torch": torch.__version__,
+              "breakdown": {}, "rounds": ROUNDS}
+    cases = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for dataset, (size, limit) in DATASETS.items():
+            splits = split_dataset(builtin(dataset), 0, 0.1, 0.1)
+            train = splits["train"]
+            if limit:
+                train = ImageArrays(train.images[:limit], train.labels[:limit])
+            shards = write_shards(Path(directory) / dataset, train)
+            val = to_tensor(splits["val"].images[:2000])
+            features = FeatureModule(train_classifier(train, ClassifierArchitecture(size, 1, 10), 2, 128, 1e-3, 0))
+            for family in FAMILIES:
+                params = _params(family, dataset, size)
+                case = f"{family}/{dataset}"
+                result["breakdown"][case] = breakdown(params, shards, val, features)
+                print(case, json.dumps(result["breakdown"][case]["phase_shares"]), flush=True)
+                cases[case] = (params, shards)
+        result["variants"] = variants(cases)
+    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
