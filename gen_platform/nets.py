@@ -3,8 +3,9 @@ deep a stack is for an image size, and the stride-2 stacks that halve or double 
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
+import torch
 from torch import nn
 
 from gen_platform.errors import ConfigError
@@ -66,3 +67,10 @@ def up_stack(widths: list[int], out_channels: int, activation: Callable[[], nn.M
                    activation()]
     layers.append(nn.ConvTranspose2d(widths[-1], out_channels, 4, stride=2, padding=1))
     return nn.Sequential(*layers)
+
+
+def adam(parameters: Iterable[nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+    """Adam with the fused kernel: the same update as torch's default per-parameter loop, without a host
+    synchronisation and a dozen small ops per parameter and step (bench/results/profile.json: 1.04–1.14× the
+    train-step speed of the default on CPU, median of 3 rounds, for both families on digits and Fashion-MNIST)."""
+    return torch.optim.Adam(parameters, lr=lr, betas=betas, fused=True)

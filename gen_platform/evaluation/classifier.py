@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from gen_platform.checkpoint import load_checkpoint, save_checkpoint
 from gen_platform.data.arrays import ImageArrays, to_tensor
 from gen_platform.errors import GenPlatformError
-from gen_platform.nets import bottom_size, channel_widths, down_stack
+from gen_platform.nets import adam, bottom_size, channel_widths, down_stack
 
 KIND = "classifier"  # what its checkpoint says it is
 
@@ -61,7 +61,7 @@ def train_classifier(train: ImageArrays, architecture: ClassifierArchitecture, e
                      learning_rate: float, seed: int) -> DomainClassifier:
     torch.manual_seed(seed)
     model = DomainClassifier(architecture)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    optimizer = adam(model.parameters(), lr=learning_rate)
     images, labels = to_tensor(train.images), torch.from_numpy(train.labels)
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):

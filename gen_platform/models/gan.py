@@ -22,7 +22,7 @@ from gen_platform.distributed import all_reduce
 from gen_platform.evaluation.bootstrap import frechet_from_features
 from gen_platform.evaluation.distribution import features_of, generate
 from gen_platform.models.family import Family
-from gen_platform.nets import bottom_size, channel_widths, down_stack, up_stack
+from gen_platform.nets import adam, bottom_size, channel_widths, down_stack, up_stack
 from gen_platform.settings import DataParams, Section
 
 
@@ -138,9 +138,8 @@ class Recipe:
         self.parallel_generator = wrap(model.generator)
         self.parallel_discriminator = wrap(model.discriminator)
         betas = (0.0, 0.9) if settings.loss == "wgan_gp" else (0.5, 0.999)
-        self.g_optimizer = torch.optim.Adam(self.parallel_generator.parameters(), lr=settings.g_learning_rate, betas=betas)
-        self.d_optimizer = torch.optim.Adam(self.parallel_discriminator.parameters(), lr=settings.d_learning_rate,
-                                            betas=betas)
+        self.g_optimizer = adam(self.parallel_generator.parameters(), lr=settings.g_learning_rate, betas=betas)
+        self.d_optimizer = adam(self.parallel_discriminator.parameters(), lr=settings.d_learning_rate, betas=betas)
         if model.ema is not None:
             model.ema.multi_avg_fn = get_ema_multi_avg_fn(settings.ema_decay)
         latent_dim = model.architecture.latent_dim

@@ -18,7 +18,7 @@ from gen_platform.distributed import all_reduce
 from gen_platform.evaluation.bootstrap import Comparison, paired_mean_difference
 from gen_platform.evaluation.images import image_grid, interpolation_grid
 from gen_platform.models.family import Family, FamilyScores
-from gen_platform.nets import bottom_size, channel_widths, down_stack, up_stack
+from gen_platform.nets import adam, bottom_size, channel_widths, down_stack, up_stack
 from gen_platform.settings import DataParams, EvaluateParams, Section
 from gen_platform.progress import progress
 
@@ -156,7 +156,7 @@ class Recipe:
                  device: torch.device):
         self.model, self.settings, self.device = model, settings, device
         self.parallel_model = wrap(model)
-        self.optimizer = torch.optim.Adam(self.parallel_model.parameters(), lr=settings.learning_rate)
+        self.optimizer = adam(self.parallel_model.parameters(), lr=settings.learning_rate)
 
     def train_epoch(self, batches: Iterable[torch.Tensor]) -> dict[str, float]:
         self.parallel_model.train()
