@@ -70,7 +70,7 @@ def up_stack(widths: list[int], out_channels: int, activation: Callable[[], nn.M
 
 
 def adam(parameters: Iterable[nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
-    """Adam with the fused kernel: the same update as torch's default per-parameter loop, without a host
-    synchronisation and a dozen small ops per parameter and step (bench/results/profile.json: 1.04–1.14× the
-    train-step speed of the default on CPU, median of 3 rounds, for both families on digits and Fashion-MNIST)."""
+    """Adam with the fused kernel: the same update as torch's default per-parameter loop in one kernel
+    instead of a dozen small ops per parameter and step (bench/results/profile.json: 1.04–1.14× the train-step
+    speed of the default on CPU, median of 3 rounds, for both families on digits and Fashion-MNIST)."""
     return torch.optim.Adam(parameters, lr=lr, betas=betas, fused=True)
