@@ -3,7 +3,8 @@ stack (Prefect server, MLflow server, Ray head, serve process with its limit of 
 
 Criteria: all 8 runs complete (none lost, none failed by contention), 8 distinct MLflow runs, each holding
 the `model.beta` its request asked for, and one consistent champion (the promotions form one chain ending at
-the alias: none lost, none decided against a stale champion). Records wall time and the queue wait of each run (created → started). Writes
+the alias: none lost, none decided against a stale champion). Records wall time, the queue wait of each run (created →
+started) and the peak number of runs running at once (the serve limit). Writes
 bench/results/stack_load.json.
 
     python -m bench.stack_load      (part of `make bench`; tests/integration/test_stack.py runs `measure`
@@ -53,6 +54,17 @@ def _champion_consistent(client, name: str) -> bool:
     return current == "None" and set(chain) == promoted
 
 
+def peak_concurrency(flow_runs: list[dict[str, Any]]) -> int:
+    """The most runs that were running at the same moment (a run ending as another starts does not overlap it)."""
+    events = sorted([(timestamp(run["start_time"]), 1) for run in flow_runs if run["start_time"]]
+                    + [(timestamp(run["end_time"]), -1) for run in flow_runs if run["start_time"] and run["end_time"]])
+    running = peak = 0
+    for _, change in events:  # at equal times the end (-1) sorts first
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
 def measure(urls: dict[str, str], count: int = REQUESTS, timeout: float = 1800) -> dict[str, Any]:
     import mlflow
 
@@ -76,7 +88,7 @@ def measure(urls: dict[str, str], count: int = REQUESTS, timeout: float = 1800) 
               "mlflow_runs": len(runs), "params_match_requests": params_match,
               "champion_consistent": _champion_consistent(client, MODEL),
               "wall_s": round(wall, 1), "max_queue_wait_s": round(max(waits), 1),
-              "median_queue_wait_s": round(statistics.median(waits), 1),
+              "median_queue_wait_s": round(statistics.median(waits), 1), "peak_concurrent_runs": peak_concurrency(finished),
               "flow_run_ids": [run["id"] for run in finished]}
     result["criteria_met"] = (result["completed"] == count and result["mlflow_runs"] == count
                               and params_match and result["champion_consistent"])

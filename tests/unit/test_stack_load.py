@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from bench.stack_load import _champion_consistent
+from bench.stack_load import _champion_consistent, peak_concurrency
 
 
 class Registry:
@@ -33,3 +33,15 @@ def test_two_promotions_against_the_same_champion_are_a_lost_update():
 def test_an_alias_on_a_refused_version_is_inconsistent():
     decisions = {"1": (True, "None"), "2": (False, "1")}
     assert not _champion_consistent(Registry("2", decisions), "m")
+
+
+def _run(start: str, end: str) -> dict:
+    return {"start_time": f"2026-01-01T00:00:{start}Z", "end_time": f"2026-01-01T00:00:{end}Z"}
+
+
+def test_peak_concurrency_counts_overlaps_but_not_a_hand_over():
+    # 00-10 and 05-20 overlap; 10-15 starts as the first ends; 20-30 as the second ends
+    runs = [_run("00", "10"), _run("05", "20"), _run("10", "15"), _run("20", "30")]
+    assert peak_concurrency(runs) == 2
+    assert peak_concurrency(runs + [_run("06", "07")]) == 3
+    assert peak_concurrency([_run("00", "10") | {"start_time": None}]) == 0  # never started
