@@ -14,22 +14,15 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PAT
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 
-# `make test` runs the suite in two processes (pytest-xdist, `--dist loadgroup`, see pyproject.toml): on two cores
-# a pipeline run leaves about 60 % of the CPU idle (process start-up, Ray's scheduling, waits on servers), so two
-# runs side by side take little longer than one. Each module goes to one process as a whole (its fixtures
-# build a workspace or a whole stack once, and its tests run in order); the slowest start first, so that no
-# process is left alone with a long module at the end.
-SLOWEST_FIRST = ("test_stack.py", "test_presets.py", "test_pipeline.py", "test_tune.py", "test_fault_tolerance.py",
+# `make test` runs the suite in two processes (pytest-xdist, `--dist loadfile`, see pyproject.toml): on two cores
+# a pipeline run leaves much of the CPU idle (process start-up, Ray's scheduling, waits on servers). Each module
+# goes to one process as a whole (its fixtures build a workspace or a whole stack once, and its tests run in
+# order); the slowest start first, so that no process is left alone with a long module at the end.
+SLOWEST_FIRST = ("test_stack.py", "test_pipeline.py", "test_tune.py", "test_presets.py", "test_fault_tolerance.py",
                  "test_serving.py", "test_flow.py", "test_family_contract.py", "test_search_soak.py")
-# Modules that start Ray clusters with `ray start` take its fixed default ports (client server, dashboard, agent):
-# they share one group, so they never run at the same time.
-GROUPS = {"test_stack.py": "ray-start-clusters", "test_multinode.py": "ray-start-clusters"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(GROUPS.get(item.path.name, item.path.name)))
     rank = {name: index for index, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each module keeps its order
 

@@ -34,10 +34,18 @@ def two_node_cluster(monkeypatch, tmp_path):
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
     monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)  # belongs to another runtime, if set
     common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+
+    def own_ports() -> list[str]:
+        # not Ray's fixed defaults (dashboard 8265, client server 10001, agent 52365): the local stack of
+        # another test process may hold them
+        return [f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}"]
+
     try:
         subprocess.run(["ray", "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}",
-                        "--dashboard-host=127.0.0.1", *common], check=True, capture_output=True)
-        subprocess.run(["ray", "start", f"--address=127.0.0.1:{port}", *common], check=True, capture_output=True)
+                        "--dashboard-host=127.0.0.1", f"--dashboard-port={_free_port()}", *own_ports(), *common],
+                       check=True, capture_output=True)
+        subprocess.run(["ray", "start", f"--address=127.0.0.1:{port}", *own_ports(), *common], check=True,
+                       capture_output=True)
         monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
         yield port
     finally:

@@ -22,9 +22,9 @@ def test_the_rgb64_preset_trains_both_families_through_dvc_repro(tmp_path):
     params = yaml.safe_load((workspace / "presets" / "rgb64.yaml").read_text())
     params["classifier"]["epochs"] = 1
     params["train"]["epochs"] = 1
-    params["evaluate"].update(metric_samples=150, nll_importance_samples=2, bootstrap_resamples=100)
+    params["evaluate"].update(metric_samples=100, nll_importance_samples=2, bootstrap_resamples=100)
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["genp", "data", "import", "photo-crops", "--count", "600"], workspace)
+    run(["genp", "data", "import", "photo-crops", "--count", "1000"], workspace)
 
     result = run(["dvc", "repro"], workspace)
     assert _stages_run(result.stdout) == ["prepare", "validate", "features", "train", "evaluate", "register"]

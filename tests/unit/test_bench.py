@@ -12,3 +12,53 @@ BENCH = Path(__file__).parents[2] / "bench"
 def test_benchmark_module_imports(name):
     module = importlib.import_module(f"bench.{name}")
     assert callable(module.main)
+
+
+# The statistics the side-by-side benchmarks judge by (bench/_stats.py), on constructed rounds and seeds.
+
+def test_speed_ratios_pair_rounds_and_judge_the_median_of_round_ratios():
+    from bench._stats import speed_ratios
+
+    result = speed_ratios([98.0, 120.0, 90.0], [100.0, 100.0, 100.0], target=0.98)
+    assert result["round_ratios"] == [0.98, 1.2, 0.9]
+    assert result["median_of_round_ratios"] == 0.98 and result["min"] == 0.9 and result["max"] == 1.2
+    assert result["ratio_of_medians"] == 0.98
+    assert result["met"] and result["shortfall"] is None and result["verdict_statistic"] == "median_of_round_ratios"
+
+
+def test_speed_ratios_pairing_differs_from_the_ratio_of_medians_and_reports_the_shortfall():
+    from bench._stats import speed_ratios
+
+    # drift: both sides slow down together; the paired ratios stay near 2 while the medians come from one round
+    result = speed_ratios([200.0, 100.0, 40.0], [100.0, 80.0, 20.0], target=2.5)
+    assert result["round_ratios"] == [2.0, 1.25, 2.0]
+    assert result["median_of_round_ratios"] == 2.0 and result["ratio_of_medians"] == 1.25
+    assert not result["met"] and result["shortfall"] == 1.25
+    skewed = speed_ratios([100.0, 100.0, 100.0], [50.0, 100.0, 200.0])
+    assert skewed["median_of_round_ratios"] == 1.0 and skewed["min"] == 0.5 and skewed["max"] == 2.0
+    assert "met" not in skewed  # no target, no verdict
+
+
+def test_speed_ratios_need_one_reference_per_round():
+    from bench._stats import speed_ratios
+
+    with pytest.raises(ValueError):
+        speed_ratios([1.0, 2.0], [1.0])
+
+
+def test_no_worse_over_seeds_counts_a_gap_beyond_two_seed_errors_as_worse():
+    from bench._stats import no_worse_over_seeds
+
+    worse = no_worse_over_seeds([0.10, 0.12, 0.11])  # mean 0.11, SD 0.01, SE 0.0058: far beyond 2 SE
+    assert worse["mean_difference"] == 0.11 and worse["difference_sd"] == 0.01 and worse["seeds"] == 3
+    assert worse["standard_error"] == pytest.approx(0.01 / 3 ** 0.5, abs=1e-4)
+    assert not worse["no_worse"]
+
+
+def test_no_worse_over_seeds_accepts_a_gap_within_seed_noise_and_any_improvement():
+    from bench._stats import no_worse_over_seeds
+
+    assert no_worse_over_seeds([0.5, -0.4, 0.2])["no_worse"]  # mean 0.1, SE 0.27
+    assert no_worse_over_seeds([-0.3, -0.31, -0.29])["no_worse"]  # consistently better
+    with pytest.raises(ValueError):
+        no_worse_over_seeds([0.1])  # no spread from one seed
