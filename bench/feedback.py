@@ -11,12 +11,13 @@ Targets (issue 14): `make run` ≤ 150 s, `dvc repro -f` ≤ 30 s. Run it on an 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from bench._results import write_result
 
 RESULT = Path(__file__).parent / "results" / "feedback.json"
 REPO = Path(__file__).resolve().parents[1]
@@ -51,8 +52,7 @@ def main() -> None:
               "make_run_fresh_clone_seconds": round(make_run, 1), "make_run_target_seconds": 150,
               "dvc_repro_forced_seconds": round(repro, 1), "dvc_repro_target_seconds": 30,
               "dvc_repro_stage_seconds": _stage_seconds(lines, repro)}
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(RESULT, result)
 
 
 if __name__ == "__main__":

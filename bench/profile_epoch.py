@@ -41,6 +41,8 @@ from gen_platform.evaluation.classifier import ClassifierArchitecture, FeatureMo
 from gen_platform.models import get_family
 from gen_platform.training.acceleration import accelerated
 
+from bench._results import write_result
+
 RESULT = Path(__file__).parent / "results" / "profile.json"
 THREADS = 2
 DATASETS = {"digits": (8, None), "fashion-mnist": (28, 10_000)}  # image size, training images used (None: all)
@@ -174,8 +176,7 @@ def main() -> None:
                 print(case, json.dumps(result["breakdown"][case]["phase_shares"]), flush=True)
                 cases[case] = (params, shards)
         result["variants"] = variants(cases)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(RESULT, result)
 
 
 if __name__ == "__main__":

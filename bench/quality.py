@@ -30,7 +30,6 @@ Throughput is the median images/s of training passes after the first epoch. Verd
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -52,6 +51,7 @@ from gen_platform.evaluation.distribution import distribution_metrics
 from gen_platform.models.vae import importance_weighted_log_likelihoods
 from gen_platform.models import gan, get_family, vae
 
+from bench._results import write_result
 from bench._stats import no_worse_over_seeds, speed_ratios
 
 RESULT = Path(__file__).parent / "results" / "quality.json"
@@ -315,10 +315,7 @@ def main(argv: list[str] | None = None) -> dict:
                                   "fd_no_worse": r["gan"]["fd"]["fd_no_worse"]}
                            for name, r in results["datasets"].items()}
     ray.shutdown()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
-    return results
+    return write_result(output, results)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from gen_platform.data.sources import photo_crops
 from gen_platform.training.hooks import EpochHook, WorkerState
 from gen_platform.workspace import Workspace
 
+from bench._results import write_result
+
 SIZES = (10_000, 50_000, 200_000)
 LAYOUTS = {"1 worker × 2 CPUs": {"num_workers": 1, "cpus_per_worker": 2},
            "2-worker DDP × 1 CPU": {"num_workers": 2, "cpus_per_worker": 1}}
@@ -121,10 +123,7 @@ def main(sizes: tuple[int, ...] = SIZES, output: Path = RESULT) -> dict:
     result = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}", "rows": rows,
               "verdicts": verdicts(rows),
               "statistic": "epoch_seconds is the training pass of the second epoch; peaks are ru_maxrss per worker"}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result["verdicts"], indent=2))
-    return result
+    return write_result(output, result, shown=result["verdicts"])
 
 
 if __name__ == "__main__":

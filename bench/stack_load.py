@@ -13,7 +13,6 @@ bench/results/stack_load.json.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -24,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench._results import write_result
 from bench._stack_client import local_stack, reported_mlflow_run, run_together, timestamp
 
 RESULT = Path(__file__).parent / "results" / "stack_load.json"
@@ -104,8 +104,7 @@ def main() -> None:
             result = measure(urls)
     result |= {"serve_limit": int(os.environ.get("GENP_MAX_CONCURRENT_RUNS", "2")), "machine": platform.machine(),
                "cpus": os.cpu_count(), "prefect_store": "sqlite", "date": time.strftime("%Y-%m-%d")}
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "flow_run_ids"}, indent=2))
+    write_result(RESULT, result, shown={k: v for k, v in result.items() if k != "flow_run_ids"})
 
 
 if __name__ == "__main__":

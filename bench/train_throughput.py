@@ -2,13 +2,17 @@
 
 Both do the same work per epoch (the VAE `Recipe`'s `train_epoch` on the same model, data, batch size and
 thread count, then the validation score and a checkpoint written to disk), in one process run, interleaved
-in rounds (plain, Ray, Ray DDP, plain, ...) so that machine drift hits both. Two views of the same runs:
+in rounds (plain, Ray, Ray DDP, plain, ...) so that machine drift hits both; each Ray fit starts and stops
+its own runtime, so the plain loop never runs beside Ray's daemons. Two views of the same runs:
 
 - step throughput: median images/s of the training passes after a warm-up (what the GPU/CPU sustains);
 - epoch throughput: images per second of wall time per whole epoch, including validation, checkpointing and,
   for Ray, reporting to the controller: the median time between the starts of consecutive epochs after the
   warm-up, clocked inside the worker by an epoch hook (the plain loop: train + validate + checkpoint). Ray's
   start-up is the rest of the fit's wall time.
+- where the CPU goes during a Ray fit's epochs after the warm-up (`bench/_cpu_share.py`): the cores the
+  training workers got and the cores every other process took (Ray's controller and agents, the dashboard,
+  this benchmark's own driver and sampler), the median over rounds.
 
 Each Ray path is compared with the mean of the plain runs on either side of it, per round, in both views:
 the median of per-round ratios (the verdict statistic), the ratio of medians and the per-round ratios with their
@@ -22,7 +26,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -31,18 +34,20 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+import psutil
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from gen_platform.checkpoint import save_checkpoint
 from gen_platform.config import PipelineParams, parse_params
 from gen_platform.data.arrays import ImageArrays, to_tensor
 from gen_platform.data.sources import digits
 from gen_platform.data.splits import split_dataset
 from gen_platform.models import vae
-from gen_platform.checkpoint import save_checkpoint
-
 from gen_platform.training.hooks import EpochHook, WorkerState
 
+from bench._cpu_share import CpuSampler, process_name
+from bench._results import write_result
 from bench._stats import speed_ratios
 
 
@@ -64,15 +69,21 @@ class EpochClock(EpochHook):
                 clock.write(f"{time.time()}\n")
 
 
-FULL, QUICK = Schedule(40, 5, 3), Schedule(6, 1, 1)
+# The warm-up covers the start-up of the helper actors each fit starts beside its workers (controller, dataset
+# manager, placement-group cleaner: a few seconds of imports that take CPU from the first epochs).
+FULL, QUICK = Schedule(80, 30, 3), Schedule(6, 1, 1)
 TARGETS = {"step": 0.98, "epoch": 0.90}
 THREADS = os.cpu_count() or 1
 RESULT = Path(__file__).parent / "results" / "train_throughput.json"
 
 
-def plain_loop(params: PipelineParams, train: ImageArrays, val: ImageArrays,
-               schedule: Schedule) -> tuple[list[float], float]:
-    """Returns per-epoch training images/s and whole-epoch seconds (median after warm-up)."""
+class PlainRun(NamedTuple):
+    rates: list[float]  # training images/s per epoch
+    cycle: float  # whole-epoch seconds, the median after the warm-up
+    cpu: dict[str, float]  # cores per process name after the warm-up
+
+
+def plain_loop(params: PipelineParams, train: ImageArrays, val: ImageArrays, schedule: Schedule) -> PlainRun:
     torch.set_num_threads(THREADS)
     torch.manual_seed(params.train.seed)
     architecture = vae.architecture_from(params.data, params.model.settings)
@@ -80,36 +91,57 @@ def plain_loop(params: PipelineParams, train: ImageArrays, val: ImageArrays,
                         device=torch.device("cpu"))
     loader = DataLoader(TensorDataset(to_tensor(train.images)), batch_size=params.train.batch_size, shuffle=True)
     val_images = to_tensor(val.images)
-    rates, cycles = [], []
-    with tempfile.TemporaryDirectory() as directory:
+    rates, cycles, starts = [], [], []
+    with tempfile.TemporaryDirectory() as directory, CpuSampler() as sampler:
         for epoch in range(schedule.long):
+            starts.append(time.time())
             started = time.perf_counter()
             stats = recipe.train_epoch(batch for (batch,) in loader)
             rates.append(stats["images"] / (time.perf_counter() - started))
             recipe.validate(val_images, params.evaluate.batch_size, 0, 1, params.train.seed)
             save_checkpoint(directory, recipe.state_dict() | {"epoch": epoch}, asdict(architecture), "vae")
             cycles.append(time.perf_counter() - started)
-    return rates, statistics.median(cycles[schedule.warmup:])
+        ended = time.time()
+    return PlainRun(rates, statistics.median(cycles[schedule.warmup:]), sampler.shares(starts[schedule.warmup], ended))
 
 
 class RayFit(NamedTuple):
     rates: list[float]  # training images/s per epoch
     cycles: list[float]  # seconds from the start of each epoch to the start of the next
     wall: float  # the whole fit, Ray's start-up and shutdown included
+    cpu: dict[str, float]  # cores per process name from the end of the warm-up to the last epoch's start
 
 
-def ray_fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, epochs: int) -> RayFit:
+TRAIN_WORKER, BENCHMARK_PROCESS = "ray::RayTrainWorker", process_name(psutil.Process().cmdline())
+
+
+def ray_fit(params: PipelineParams, train: ImageArrays, val: ImageArrays, schedule: Schedule) -> RayFit:
     from gen_platform.training.launcher import fit
 
-    params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": epochs})})
-    with tempfile.TemporaryDirectory() as root:
+    params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": schedule.long})})
+    with tempfile.TemporaryDirectory() as root, CpuSampler() as sampler:
         clock = Path(root) / "epoch_starts.txt"
         started = time.perf_counter()
-        result = fit(params, train, val, run_name=f"bench-{epochs}", root=Path(root), hooks=(EpochClock(clock),))
+        result = fit(params, train, val, run_name=f"bench-{schedule.long}", root=Path(root),
+                     hooks=(EpochClock(clock),))
         wall = time.perf_counter() - started
         starts = [float(line) for line in clock.read_text().split()]
     return RayFit([record["images_per_second"] for record in result.history],
-                  [after - before for before, after in zip(starts, starts[1:])], wall)
+                  [after - before for before, after in zip(starts, starts[1:])], wall,
+                  sampler.shares(starts[schedule.warmup], starts[-1]))
+
+
+def cpu_summary(rounds: list[dict[str, float]], trained_by: str = TRAIN_WORKER, largest: int = 6) -> dict:
+    """Median over rounds of the cores the training processes (`trained_by`) got, of all the other processes'
+    cores, and of the largest other processes."""
+    names = {name for shares in rounds for name in shares if name != trained_by}
+    others = {name: statistics.median(shares.get(name, 0.0) for shares in rounds) for name in names}
+    return {"cores": THREADS, "training_process": trained_by,
+            "training_cores": round(statistics.median(shares.get(trained_by, 0.0) for shares in rounds), 3),
+            "all_other_processes": round(statistics.median(
+                sum(cores for name, cores in shares.items() if name != trained_by) for shares in rounds), 3),
+            "largest_others": {name: round(cores, 3) for name, cores in
+                               sorted(others.items(), key=lambda item: -item[1])[:largest]}}
 
 
 def main(quick: bool = False, output: Path | None = None) -> dict:
@@ -128,17 +160,19 @@ def main(quick: bool = False, output: Path | None = None) -> dict:
     train, val = splits["train"], splits["val"]
 
     # Rounds of plain | Ray | DDP | plain: each Ray measurement is compared with the plain runs on either
-    # side of it, so a shared machine's drift does not land on one side only.
+    # side of it, so a shared machine's drift does not land on one side only. Each fit starts its own Ray
+    # runtime and stops it, so that every plain run has the machine to itself, as a loop without Ray would
+    # (an idle runtime's daemons and the last fit's lingering actors took 0.19 cores from the plain runs).
     plain = [plain_loop(paths["ray_train"], train, val, schedule)]
     fits: dict[str, list[RayFit]] = {name: [] for name in paths}
     for _ in range(schedule.rounds):
         for name, path in paths.items():
-            fits[name].append(ray_fit(path, train, val, schedule.long))
+            fits[name].append(ray_fit(path, train, val, schedule))
+            ray.shutdown()
         plain.append(plain_loop(paths["ray_train"], train, val, schedule))
-    ray.shutdown()
 
-    plain_steps = [statistics.median(rates[schedule.warmup:]) for rates, _ in plain]
-    plain_epochs = [len(train) / cycle for _, cycle in plain]
+    plain_steps = [statistics.median(run.rates[schedule.warmup:]) for run in plain]
+    plain_epochs = [len(train) / run.cycle for run in plain]
     # per round: the mean of the plain runs before and after it
     step_references = [statistics.mean(plain_steps[i:i + 2]) for i in range(schedule.rounds)]
     epoch_references = [statistics.mean(plain_epochs[i:i + 2]) for i in range(schedule.rounds)]
@@ -156,7 +190,8 @@ def main(quick: bool = False, output: Path | None = None) -> dict:
                 "epoch_seconds_per_round": [round(seconds, 4) for seconds in epoch_seconds],
                 "step": speed_ratios(steps, step_references, TARGETS["step"]),
                 "epoch": speed_ratios(epochs, epoch_references, TARGETS["epoch"]),
-                "startup_seconds": round(statistics.median(startups), 2)}
+                "startup_seconds": round(statistics.median(startups), 2),
+                "cpu_during_epochs": cpu_summary([run.cpu for run in fits[name]])}
 
     result = {
         "benchmark": "train_throughput", "quick": quick,
@@ -170,14 +205,12 @@ def main(quick: bool = False, output: Path | None = None) -> dict:
         "plain": {"step_images_per_second": round(statistics.median(plain_steps), 1),
                   "step_images_per_second_per_run": [round(step, 1) for step in plain_steps],
                   "epoch_images_per_second": round(statistics.median(plain_epochs), 1),
-                  "epoch_images_per_second_per_run": [round(epoch, 1) for epoch in plain_epochs]},
+                  "epoch_images_per_second_per_run": [round(epoch, 1) for epoch in plain_epochs],
+                  "cpu_during_epochs": cpu_summary([run.cpu for run in plain], trained_by=BENCHMARK_PROCESS)},
         **{name: summary(name) for name in paths},
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return result
+    return write_result(output, result)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from gen_platform.evaluation.distribution import features_of, generate
 from gen_platform.tracking.model_io import load_model_dir
 from gen_platform.tuning.search import run_search
 
+from bench._results import write_result
+
 RESULT = Path(__file__).parent / "results" / "tune.json"
 MAX_EPOCHS, GRACE, REDUCTION = 8, 1, 3
 GAN_EPOCHS, FD_SIZES, FD_DRAWS, REFERENCE_SIZE = 4, (180, 500, 1000, 2000), 20, 5000
@@ -126,8 +128,7 @@ def main(parts: list[str]) -> None:
     for part in parts:
         with tempfile.TemporaryDirectory() as root:
             result[part] = PARTS[part](splits, Path(root))
-        RESULT.write_text(json.dumps(result, indent=2) + "\n")
-        print(json.dumps({part: result[part]}, indent=2), flush=True)
+        write_result(RESULT, result, shown={part: result[part]})
     ray.shutdown()
 
 

@@ -23,6 +23,8 @@ from gen_platform.evaluation.classifier import ClassifierArchitecture, SavedClas
 from gen_platform.training.runtime import ensure_ray
 from gen_platform.tuning.search import run_search
 
+from bench._results import write_result
+
 RESULT = Path(__file__).parent / "results" / "tune_soak.json"
 MODES = ("fresh runtime", "one runtime")
 SLOWEST_OVER_MEDIAN = 1.5
@@ -111,8 +113,7 @@ def main() -> None:
     parser.add_argument("--searches", type=int, default=5, help="searches per family and mode")
     args = parser.parse_args()
     result = soak(searches=args.searches) | {"machine": f"{os.cpu_count()} CPUs"}
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result["summaries"], indent=2))
+    write_result(RESULT, result, shown=result["summaries"])
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ def test_a_local_ddp_training_listens_on_loopback_only(tmp_path):
         processes = process_trees([driver.pid])
         names = " ".join(process.name() for process in processes)
         sockets = listening(processes)
+        controllers = [p for p in processes if p.cmdline() and p.cmdline()[0].startswith("ray::TrainController")]
+        controller_env = controllers[0].environ() if controllers else {}
     finally:
         (tmp_path / "go").touch()
     output = driver.communicate(timeout=300)[0]
@@ -64,3 +66,5 @@ def test_a_local_ddp_training_listens_on_loopback_only(tmp_path):
     assert "gcs_server" in names and "raylet" in names, names  # the runtime's daemons were among those checked
     assert len(sockets) >= 10, sockets
     assert beyond_loopback(sockets) == [], beyond_loopback(sockets)
+    # a local runtime cannot be preempted: its fits start no PreemptionWatcher actor
+    assert controller_env.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER") == "0", [p.cmdline()[:1] for p in processes]

@@ -62,3 +62,42 @@ def test_no_worse_over_seeds_accepts_a_gap_within_seed_noise_and_any_improvement
     assert no_worse_over_seeds([-0.3, -0.31, -0.29])["no_worse"]  # consistently better
     with pytest.raises(ValueError):
         no_worse_over_seeds([0.1])  # no spread from one seed
+
+
+def test_process_names_group_ray_actors_python_programs_and_executables():
+    from bench._cpu_share import process_name
+
+    assert process_name(["ray::TrainController.run"]) == "ray::TrainController"
+    assert process_name(["ray::RayTrainWorker"]) == "ray::RayTrainWorker"
+    assert process_name(["/venv/bin/python", "-m", "bench.train_throughput", "--quick"]) == "bench.train_throughput"
+    assert process_name(["/venv/bin/python3", "-u", "/venv/lib/ray/_private/log_monitor.py", "--x"]) == "log_monitor.py"
+    assert process_name(["/venv/lib/ray/core/src/ray/raylet/raylet", "--raylet_socket_name=x"]) == "raylet"
+    assert process_name([]) == "?"
+
+
+def test_cpu_shares_add_up_per_name_and_count_a_process_born_in_the_window_whole():
+    from bench._cpu_share import cpu_shares
+
+    before = {1: ("worker", 10.0), 2: ("agent", 5.0), 3: ("agent", 1.0), 4: ("gone", 7.0)}
+    after = {1: ("worker", 13.6), 2: ("agent", 5.2), 3: ("agent", 1.1), 5: ("newcomer", 0.4)}
+    shares = cpu_shares(before, after, seconds=2.0)
+    assert shares == {"worker": 1.8, "newcomer": 0.2, "agent": 0.15}
+    assert list(shares) == ["worker", "newcomer", "agent"]  # largest first
+    with pytest.raises(ValueError, match="positive"):
+        cpu_shares(before, after, seconds=0.0)
+
+
+def test_cpu_sampler_sees_this_process_busy():
+    import time
+
+    import psutil
+
+    from bench._cpu_share import CpuSampler, process_name
+
+    me = process_name(psutil.Process().cmdline())
+    with CpuSampler(interval=0.05) as sampler:
+        start = time.time()
+        while time.time() - start < 0.6:  # one core busy
+            pass
+        end = time.time()
+    assert sampler.shares(start, end)[me] > 0.5

@@ -1,0 +1,113 @@
+"""Where the machine's CPU goes while a benchmark runs: every process's CPU time, sampled by a background thread,
+so a benchmark can say how many cores the measured process got in a window and which processes took the rest
+(e.g. Ray's controller, agents and dashboard beside a training worker on a 2-core machine).
+
+A process that starts inside the window counts with all its CPU time; one that exits inside it is missed after
+its last sample (the sampling interval bounds that loss).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+
+Snapshot = dict[int, tuple[str, float]]  # pid → (process name, user + system CPU seconds so far)
+
+
+def process_name(cmdline: list[str]) -> str:
+    """A short, stable name: a Ray actor's class (`ray::TrainController.run` → `ray::TrainController`), a Python
+    program's script or module, else the executable's file name."""
+    if not cmdline:
+        return "?"
+    first = cmdline[0].split(" ")[0]
+    if first.startswith("ray::"):
+        return first.split(".")[0]
+    if os.path.basename(first).startswith("python"):
+        for i, arg in enumerate(cmdline[1:], start=1):
+            if arg == "-m" and i + 1 < len(cmdline):
+                return cmdline[i + 1]
+            if arg.endswith(".py"):
+                return os.path.basename(arg)
+    return os.path.basename(first)
+
+
+def cpu_shares(before: Snapshot, after: Snapshot, seconds: float) -> dict[str, float]:
+    """Cores used per process name between two snapshots `seconds` apart, largest first."""
+    if seconds <= 0:
+        raise ValueError(f"the window must be positive, got {seconds} s")
+    used: Counter[str] = Counter()
+    for pid, (name, cpu) in after.items():
+        _, earlier = before.get(pid, (name, 0.0))
+        used[name] += max(cpu - earlier, 0.0)
+    return {name: round(cpu / seconds, 3) for name, cpu in used.most_common()}
+
+
+def snapshot() -> Snapshot:
+    processes: Snapshot = {}
+    for process in psutil.process_iter(["cmdline", "cpu_times"]):
+        times = process.info["cpu_times"]
+        if times is not None:
+            processes[process.pid] = (process_name(process.info["cmdline"] or []), times.user + times.system)
+    return processes
+
+
+class CpuSampler:
+    """`with CpuSampler() as sampler: ...`, then `sampler.shares(start, end)` for any window (wall-clock times).
+
+    The sampling runs in its own process (`python -m bench._cpu_share`, named so in the shares): a thread would
+    compete for the GIL with a Python training loop in the measured process and slow it down.
+    """
+
+    def __init__(self, interval: float = 0.25):
+        self.interval = interval
+        self._times: list[float] = []
+        self._snapshots: list[Snapshot] = []
+
+    def __enter__(self) -> "CpuSampler":
+        self._output = tempfile.TemporaryFile("w+")
+        self._process = subprocess.Popen([sys.executable, "-m", "bench._cpu_share", str(self.interval)],
+                                         stdout=self._output, cwd=Path(__file__).parents[1])
+        while self._output.tell() == 0 and self._process.poll() is None:  # the first sample is taken
+            time.sleep(0.01)
+            self._output.seek(0, os.SEEK_END)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._process.terminate()
+        self._process.wait()
+        self._output.seek(0)
+        for line in self._output:
+            try:
+                moment, processes = json.loads(line)
+            except ValueError:  # the line being written when the sampler was stopped
+                continue
+            self._times.append(moment)
+            self._snapshots.append({int(pid): (name, cpu) for pid, (name, cpu) in processes.items()})
+        self._output.close()
+
+    def _nearest(self, moment: float) -> int:
+        i = bisect.bisect_left(self._times, moment)
+        return min((j for j in (i - 1, i) if 0 <= j < len(self._times)), key=lambda j: abs(self._times[j] - moment))
+
+    def shares(self, start: float, end: float) -> dict[str, float]:
+        if len(self._times) < 2:
+            raise ValueError("fewer than two CPU samples were taken")
+        first, last = self._nearest(start), self._nearest(end)
+        return cpu_shares(self._snapshots[first], self._snapshots[last], self._times[last] - self._times[first])
+
+
+if __name__ == "__main__":  # the sampling process: one JSON line per sample until terminated
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while True:
+        print(json.dumps([time.time(), snapshot()]), flush=True)
+        time.sleep(float(sys.argv[1]))
