@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,20 +15,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
+from gen_platform.training.loopback import free_loopback_port
+
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
 def local_stack(root: Path, stack_dir: Path, **settings: str) -> Iterator[dict[str, str]]:
     """`stack.py up` for the repository at `root` on free ports, with `settings` (GENP_* variables) in its
     environment; yields the URLs; `down` on exit, which must leave no process naming `stack_dir` behind."""
-    ports = {f"GENP_{name}_PORT": str(_free_port()) for name in ("PREFECT", "MLFLOW", "RAY", "RAY_DASHBOARD")}
+    ports = {f"GENP_{name}_PORT": str(free_loopback_port()) for name in ("PREFECT", "MLFLOW", "RAY", "RAY_DASHBOARD")}
     env = {**os.environ, **ports, **settings, "GENP_STACK_DIR": str(stack_dir)}
     command = [sys.executable, str(root / "infra" / "local" / "stack.py")]
     started = subprocess.run(command + ["up"], cwd=root, env=env, capture_output=True, text=True, timeout=400)

@@ -20,6 +20,13 @@ CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 SETUP_HOOK = "gen_platform.training.loopback.bind_rendezvous_to_loopback"
 
 
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it; a server started soon after can take it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def cluster_disabled_by_environment() -> bool:
     return os.environ.get(CLUSTER_SWITCH, "").lower() in {"0", "false"}
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import warnings
 
-from gen_platform.training.loopback import SETUP_HOOK, cluster_disabled_by_environment, set_cluster_mode
+from gen_platform.training.loopback import (SETUP_HOOK, cluster_disabled_by_environment, free_loopback_port,
+                                           set_cluster_mode)
 
 # Set before Ray is imported: no usage-stats prompt; worker output passes Ray's log filter, which never
 # merges our progress lines and drops messages that are expected here and say nothing to a user.
@@ -46,12 +46,6 @@ TRAIN_CONTROLLER_ENV = {name: os.environ.get(name, default) for name, default in
 PREEMPTION_WATCHER = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def ensure_ray() -> None:
     import ray
 
@@ -76,7 +70,7 @@ def ensure_ray() -> None:
         # to release the workers of a stopped Tune trial. Left to auto-detection, the cleaner fails with
         # "Found multiple active Ray instances" whenever another Ray runs on this machine, the CPUs of stopped
         # trials are never released, and a search hangs. So the API address is pinned for every actor.
-        port = _free_port()
+        port = free_loopback_port()
         env_vars["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         local = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port}
     ray.init(

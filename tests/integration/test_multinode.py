@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,19 +13,15 @@ import time
 
 import pytest
 
+from gen_platform.training.loopback import free_loopback_port
+
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture()
 def two_node_cluster(monkeypatch, tmp_path):
     temp_dir = tempfile.mkdtemp(prefix="genp-ray-", dir="/tmp")  # short: Ray puts sockets under it
-    port = _free_port()
+    port = free_loopback_port()
     # Ray 2.60 clusters require a token; every node and the driver read it from this file.
     token = tmp_path / "ray_auth_token"
     token.write_text(secrets.token_hex(32))
@@ -38,11 +33,11 @@ def two_node_cluster(monkeypatch, tmp_path):
     def own_ports() -> list[str]:
         # not Ray's fixed defaults (dashboard 8265, client server 10001, agent 52365): the local stack of
         # another test process may hold them
-        return [f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}"]
+        return [f"--dashboard-agent-listen-port={free_loopback_port()}", f"--ray-client-server-port={free_loopback_port()}"]
 
     try:
         subprocess.run(["ray", "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}",
-                        "--dashboard-host=127.0.0.1", f"--dashboard-port={_free_port()}", *own_ports(), *common],
+                        "--dashboard-host=127.0.0.1", f"--dashboard-port={free_loopback_port()}", *own_ports(), *common],
                        check=True, capture_output=True)
         subprocess.run(["ray", "start", f"--address=127.0.0.1:{port}", *own_ports(), *common], check=True,
                        capture_output=True)

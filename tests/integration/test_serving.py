@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gen_platform.training.loopback import free_loopback_port
+
 from tests.integration.workspace import make_workspace, run
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _post(url: str, body: dict) -> tuple[int, dict]:
@@ -40,7 +35,7 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 def test_the_champion_serves_generated_images(tmp_path):
     workspace = make_workspace(tmp_path / "ws", {"train": {"epochs": 1, "num_workers": 1}})
     run(["dvc", "repro"], workspace)
-    port = _free_port()
+    port = free_loopback_port()
     env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
            "MLFLOW_TRACKING_URI": f"sqlite:///{workspace / 'mlflow.db'}"}
     server = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), "models", "serve",
