@@ -24,4 +24,4 @@ def test_flow_defaults_apply_unless_the_user_set_them(tmp_path, user_env, expect
     env.update(user_env, PREFECT_HOME=str(tmp_path / "prefect"))
     result = subprocess.run([sys.executable, "-c", READ_SETTINGS], env=env, capture_output=True, text=True,
                             timeout=120, check=True)
-    assert result.stdout.split("\n")[-2] == expected
+    assert result.stdout.splitlines()[-1] == expected
