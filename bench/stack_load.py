@@ -7,8 +7,8 @@ the alias: none lost, none decided against a stale champion). Records wall time,
 started) and the peak number of runs running at once (the serve limit). Writes
 bench/results/stack_load.json.
 
-    python -m bench.stack_load      (part of `make bench`; tests/integration/test_stack.py runs `measure`
-                                     against its own stack)
+    python -m bench.stack_load      (part of `make bench`; tests/integration/test_stack.py checks the same
+                                     criteria on 3 concurrent requests against its own stack)
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def load_requests(count: int) -> list[dict[str, Any]]:
             for index in range(count)]
 
 
-def _champion_consistent(client, name: str) -> bool:
+def champion_consistent(client, name: str) -> bool:
     """The promotion decisions form one chain. Following the alias's version back through the champion each
     promoted version replaced (`promotion.champion_version`) visits every promoted version exactly once: no
     promotion was lost or decided against a stale champion. (Under the noise-aware rule the champion need not
@@ -86,7 +86,7 @@ def measure(urls: dict[str, str], count: int = REQUESTS, timeout: float = 1800) 
     result = {"requests": count, "completed": states["COMPLETED"],
               "not_completed": {state: n for state, n in states.items() if state != "COMPLETED"},
               "mlflow_runs": len(runs), "params_match_requests": params_match,
-              "champion_consistent": _champion_consistent(client, MODEL),
+              "champion_consistent": champion_consistent(client, MODEL),
               "wall_s": round(wall, 1), "max_queue_wait_s": round(max(waits), 1),
               "median_queue_wait_s": round(statistics.median(waits), 1), "peak_concurrent_runs": peak_concurrency(finished),
               "flow_run_ids": [run["id"] for run in finished]}

@@ -3,7 +3,7 @@ to back in one runtime, on this machine. Criteria: every search finishes with no
 group is left after a search, no Train worker group timed out, and the slowest search takes at most 1.5×
 the median of its family and mode. Writes bench/results/tune_soak.json.
 
-    python -m bench.tune_soak            (part of `make bench`; tests/integration/test_search_soak.py runs a short form)
+    python -m bench.tune_soak            (part of `make bench`; about 15 minutes, so it runs there only)
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 # goes to one process as a whole (its fixtures build a workspace or a whole stack once, and its tests run in
 # order); the slowest start first, so that no process is left alone with a long module at the end.
 SLOWEST_FIRST = ("test_stack.py", "test_pipeline.py", "test_tune.py", "test_presets.py", "test_fault_tolerance.py",
-                 "test_serving.py", "test_flow.py", "test_family_contract.py", "test_search_soak.py")
+                 "test_serving.py", "test_flow.py", "test_family_contract.py")
 
 
 def pytest_collection_modifyitems(config, items):

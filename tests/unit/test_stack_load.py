@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from bench.stack_load import _champion_consistent, peak_concurrency
+from bench.stack_load import champion_consistent, peak_concurrency
 
 
 class Registry:
@@ -22,17 +22,17 @@ class Registry:
 def test_a_chain_of_promotions_with_refusals_is_consistent():
     # v1 first; v3 replaced it; v2 and v4 were refused (against v1 and v3)
     decisions = {"1": (True, "None"), "2": (False, "1"), "3": (True, "1"), "4": (False, "3")}
-    assert _champion_consistent(Registry("3", decisions), "m")
+    assert champion_consistent(Registry("3", decisions), "m")
 
 
 def test_two_promotions_against_the_same_champion_are_a_lost_update():
     decisions = {"1": (True, "None"), "2": (True, "1"), "3": (True, "1")}
-    assert not _champion_consistent(Registry("3", decisions), "m")
+    assert not champion_consistent(Registry("3", decisions), "m")
 
 
 def test_an_alias_on_a_refused_version_is_inconsistent():
     decisions = {"1": (True, "None"), "2": (False, "1")}
-    assert not _champion_consistent(Registry("2", decisions), "m")
+    assert not champion_consistent(Registry("2", decisions), "m")
 
 
 def _run(start: str, end: str) -> dict:
