@@ -13,6 +13,7 @@ class WorkerState:
     rank: int
     world_size: int
     epoch: int  # 0-based epoch about to run (start) or just finished (end)
+    epochs: int  # how many epochs the training runs in all
     resumed: bool  # this worker process started from a checkpoint (after a failure or a driver restart)
 
 

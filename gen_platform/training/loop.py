@@ -123,7 +123,7 @@ def run_epochs(inputs: TrainingInputs, session: TrainSession | TuneSession) -> N
     val_images = to_tensor(inputs.val.head(params.train.validation_images).images)
 
     for epoch in range(start_epoch, params.train.epochs):
-        worker = WorkerState(rank, world_size, epoch, resumed=checkpoint is not None)
+        worker = WorkerState(rank, world_size, epoch, params.train.epochs, resumed=checkpoint is not None)
         for hook in hooks:
             hook.on_epoch_start(worker)
         started = time.perf_counter()

@@ -73,6 +73,10 @@ def ensure_ray() -> None:
         port = free_loopback_port()
         env_vars["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         local = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port}
+        # The raylet (started here, it inherits this environment) would start one idle worker per CPU for the
+        # first driver. They lack this job's runtime_env, so no actor of ours can use them: they only took CPU
+        # from the actors that start at the same time.
+        os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
     ray.init(
         address=address or None,
         logging_level=logging.ERROR,

@@ -54,7 +54,11 @@ def test_a_watcher_sees_per_epoch_metrics_while_the_run_is_running(tmp_path):
         client = mlflow_client(workspace)
         (watched,) = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
         status_while_training = watched.info.status
-        steps_while_training = [m.step for m in client.get_metric_history(watched.info.run_id, "val_neg_elbo")]
+        # rank 0 logs in the background: epoch 1 arrives while the training is held before epoch 2
+        steps_while_training = []
+        while not steps_while_training and time.monotonic() < deadline:
+            steps_while_training = [m.step for m in client.get_metric_history(watched.info.run_id, "val_neg_elbo")]
+            time.sleep(0.2)
     finally:
         (workspace / "go").touch()
     output = driver.communicate(timeout=300)[0]

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -41,8 +42,12 @@ params = parse_params({"train": {"epochs": 2, "num_workers": 2, "cpus_per_worker
 splits = split_dataset(digits(), 0, 0.1, 0.1)
 root = Path(sys.argv[1])
 fit(params, splits["train"], splits["val"], run_name="loopback", root=root, hooks=(PauseForInspection(str(root)),))
+import ray
+print("SESSION", ray._private.worker._global_node.get_session_dir_path())
 print("TRAINED")
 """
+
+HELPER_ACTORS = ("_AutoscalingCoordinatorActor", "PlacementGroupCleaner", "SynchronizationActor", "DatasetManager")
 
 
 def test_a_local_ddp_training_listens_on_loopback_only(tmp_path):
@@ -59,6 +64,8 @@ def test_a_local_ddp_training_listens_on_loopback_only(tmp_path):
         sockets = listening(processes)
         controllers = [p for p in processes if p.cmdline() and p.cmdline()[0].startswith("ray::TrainController")]
         controller_env = controllers[0].environ() if controllers else {}
+        torch_loaded = {_actor(p): any("libtorch_cpu" in m.path for m in p.memory_maps()) for p in processes
+                        if _actor(p) in {"RayTrainWorker", *HELPER_ACTORS}}
     finally:
         (tmp_path / "go").touch()
     output = driver.communicate(timeout=300)[0]
@@ -68,3 +75,15 @@ def test_a_local_ddp_training_listens_on_loopback_only(tmp_path):
     assert beyond_loopback(sockets) == [], beyond_loopback(sockets)
     # a local runtime cannot be preempted: its fits start no PreemptionWatcher actor
     assert controller_env.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER") == "0", [p.cmdline()[:1] for p in processes]
+    # Ray's helper actors start without torch (the loopback hook waits for torch's own import); the workers have it
+    assert torch_loaded == {"RayTrainWorker": True} | dict.fromkeys(HELPER_ACTORS, False), names
+    # no idle workers prestarted for the first driver (they could never serve this job's actors)
+    session = Path(output.split("SESSION ")[1].split()[0])
+    assert [log.name for log in (session / "logs").glob("worker-*-ffffffff-*.out")] == []
+
+
+def _actor(process) -> str:
+    command = process.cmdline()
+    if not command or not command[0].startswith("ray::"):
+        return ""
+    return command[0].removeprefix("ray::").split(".")[0]  # "ray::SynchronizationActor.broadcast_from_rank_zero"
