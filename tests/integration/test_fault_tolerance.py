@@ -60,7 +60,9 @@ def test_worker_loss_resumes_from_the_last_checkpoint(workspace):
 
     client, runs = _runs(workspace)
     assert len(runs) == 1
-    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_neg_elbo")]
+    # each epoch once; epochs the lost group's rank 0 had not logged yet (it logs in the background) are filled
+    # in by the driver after the training, so the history is not in epoch order
+    steps = sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "val_neg_elbo"))
     assert steps == [1, 2, 3, 4]
     champion = client.get_model_version_by_alias("vae-digits", "champion")
     assert champion.run_id == runs[0].info.run_id
