@@ -47,7 +47,7 @@ from gen_platform.data.arrays import ImageArrays, to_tensor
 from gen_platform.data.sources import builtin
 from gen_platform.data.splits import split_dataset
 from gen_platform.evaluation.classifier import ClassifierArchitecture, FeatureModule, accuracy, train_classifier
-from gen_platform.evaluation.distribution import distribution_metrics
+from gen_platform.evaluation.distribution import distribution_metrics, features_of
 from gen_platform.models.vae import importance_weighted_log_likelihoods
 from gen_platform.models import gan, get_family, vae
 
@@ -172,7 +172,7 @@ def _score(model: torch.nn.Module, test: torch.Tensor, features: FeatureModule,
     """Distribution metrics, plus (VAE) the NLL and the per-image log-likelihoods it averages."""
     fake = torch.cat([model.sample(min(500, len(test) - i), torch.Generator().manual_seed(i))
                       for i in range(0, len(test), 500)])
-    scores = distribution_metrics(test, fake, features)
+    scores = distribution_metrics(features_of(test, features, 512), features_of(fake, features, 512))
     log_px = None
     if hasattr(model, "encode"):
         log_px = importance_weighted_log_likelihoods(model, test[:NLL_IMAGES], samples=nll_samples)

@@ -28,9 +28,8 @@ from gen_platform.config import parse_params
 from gen_platform.data.arrays import to_tensor
 from gen_platform.data.sources import digits
 from gen_platform.data.splits import split_dataset
-from gen_platform.evaluation.bootstrap import frechet_from_features
 from gen_platform.evaluation.classifier import ClassifierArchitecture, FeatureModule, SavedClassifier, train_classifier
-from gen_platform.evaluation.distribution import features_of, generate
+from gen_platform.evaluation.distribution import features_of, frechet_from_features, generate
 from gen_platform.tracking.model_io import load_model_dir
 from gen_platform.tuning.search import run_search
 

@@ -13,7 +13,8 @@ from gen_platform.data.arrays import ImageArrays, to_tensor
 from gen_platform.errors import ConfigError, GenPlatformError
 from gen_platform.evaluation.classifier import FeatureModule, SavedClassifier
 from gen_platform.evaluation.bootstrap import frechet_interval
-from gen_platform.evaluation.distribution import distribution_metrics, features_of, frechet_distance, generate
+from gen_platform.evaluation.distribution import (distribution_metrics, features_of, frechet_distance,
+                                                  frechet_from_features, generate)
 from gen_platform.evaluation.images import image_grid
 from gen_platform.evaluation.inception import load_inception
 from gen_platform.evaluation.memorisation import closest_pairs_grid, memorisation
@@ -51,22 +52,23 @@ def evaluate_model(model: torch.nn.Module, params: PipelineParams, splits: dict[
     and the family's own scores and pictures (the VAE: ELBO at β=1 and `nll`)."""
     settings = params.evaluate
     inception = load_inception(root / settings.inception_weights) if settings.inception_weights else None
-    features = FeatureModule(classifier.load())
-    val, test, real = to_tensor(splits["val"].images), to_tensor(splits["test"].images), reference_images(settings, splits)
+    extractor = FeatureModule(classifier.load())
+    val, test, train = (to_tensor(splits[name].images) for name in ("val", "test", "train"))
+    real = reference_images(settings, splits)
     fake = generate(model, settings.metric_samples, settings.seed, settings.batch_size)
-    scores = distribution_metrics(real, fake, features, settings.nearest_k, settings.batch_size)
+    features = {name: features_of(images, extractor, settings.batch_size)  # once per image set, for every metric
+                for name, images in (("real", real), ("fake", fake), ("val", val), ("train", train), ("test", test))}
+    scores = distribution_metrics(features["real"], features["fake"], settings.nearest_k)
     scores["fd_ci_low"], scores["fd_ci_high"] = frechet_interval(
-        features_of(real, features, settings.batch_size), features_of(fake, features, settings.batch_size),
-        settings.confidence, settings.bootstrap_resamples, settings.seed)
+        features["real"], features["fake"], settings.confidence, settings.bootstrap_resamples, settings.seed)
     scores |= {"metric_real_images": len(real), "metric_generated_images": len(fake), "val_fd_images": len(val)}
-    scores["val_fd"] = frechet_distance(val, fake, features, settings.batch_size)  # as the champion rule scores it
+    scores["val_fd"] = frechet_from_features(features["val"], features["fake"])  # as the champion rule scores it
     if inception is not None:
         scores["fid"] = frechet_distance(real, fake, inception, INCEPTION_BATCH)
-    copies = memorisation(fake, to_tensor(splits["train"].images), test, features, settings.copy_quantile,
-                          settings.batch_size)
+    copies = memorisation(features["fake"], features["train"], features["test"], settings.copy_quantile)
     scores |= {"copy_rate": copies.copy_rate, "copy_threshold": copies.threshold}
     pictures = {"samples": image_grid(model.sample(settings.num_samples, torch.Generator().manual_seed(settings.seed))),
-                "closest_training_images": closest_pairs_grid(copies, fake, to_tensor(splits["train"].images))}
+                "closest_training_images": closest_pairs_grid(copies, fake, train)}
     family = get_family(params.model.family)
     own = family.score(model, val, test, settings)
     scores |= own.scores

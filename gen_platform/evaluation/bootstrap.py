@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from gen_platform.errors import GenPlatformError
-from gen_platform.evaluation.distribution import features_of, generate
+from gen_platform.evaluation.distribution import batched_frechet, features_of, frechet_from_features, generate
 from gen_platform.settings import EvaluateParams
 
 REPLICATES_PER_BATCH = 64  # FD replicates whose D×D covariances are held at once
@@ -73,22 +73,6 @@ def paired_mean_difference(metric: str, champion: np.ndarray, challenger: np.nda
     return Comparison(metric, float(challenger.mean()), float(champion.mean()), low, high, level, n, resamples)
 
 
-def _frechet(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """FD between batches of feature sets (B×N×D, float64) through the eigenvalues of Σ_r Σ_f, whose square
-    roots sum to tr √(Σ_r Σ_f)."""
-    mu_r, mu_f = real.mean(1), fake.mean(1)
-    centred_r, centred_f = real - mu_r[:, None], fake - mu_f[:, None]
-    cov_r = centred_r.transpose(1, 2) @ centred_r / (real.shape[1] - 1)
-    cov_f = centred_f.transpose(1, 2) @ centred_f / (fake.shape[1] - 1)
-    root_trace = torch.linalg.eigvals(cov_r @ cov_f).real.clamp(min=0).sqrt().sum(1)
-    traces = cov_r.diagonal(dim1=1, dim2=2).sum(1) + cov_f.diagonal(dim1=1, dim2=2).sum(1)
-    return ((mu_r - mu_f) ** 2).sum(1) + traces - 2 * root_trace
-
-
-def frechet_from_features(real: torch.Tensor, fake: torch.Tensor) -> float:
-    return float(_frechet(real.double()[None], fake.double()[None])[0])
-
-
 def _resampled(features: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
     """`count` bootstrap resamples of a feature set (count × N × D)."""
     return features[torch.randint(len(features), (count, len(features)), generator=generator)]
@@ -104,8 +88,8 @@ def frechet_interval(real: torch.Tensor, fake: torch.Tensor, level: float, resam
                      seed: int = 0) -> tuple[float, float]:
     """Bootstrap interval of one model's FD, resampling both the real and the generated features."""
     real, fake, generator = real.double(), fake.double(), torch.Generator().manual_seed(seed)
-    return _interval(_replicates(lambda count: _frechet(_resampled(real, count, generator),
-                                                        _resampled(fake, count, generator)), resamples), level)
+    return _interval(_replicates(lambda count: batched_frechet(_resampled(real, count, generator),
+                                                               _resampled(fake, count, generator)), resamples), level)
 
 
 def frechet_difference(metric: str, real: torch.Tensor, champion: torch.Tensor, challenger: torch.Tensor,
@@ -118,8 +102,8 @@ def frechet_difference(metric: str, real: torch.Tensor, champion: torch.Tensor, 
 
     def differences(count: int) -> torch.Tensor:
         reals = _resampled(real, count, generator)  # the same real images for both models
-        return (_frechet(reals, _resampled(champion, count, generator))
-                - _frechet(reals, _resampled(challenger, count, generator)))
+        return (batched_frechet(reals, _resampled(champion, count, generator))
+                - batched_frechet(reals, _resampled(challenger, count, generator)))
 
     low, high = _interval(_replicates(differences, resamples), level)
     return Comparison(metric, frechet_from_features(real, challenger), frechet_from_features(real, champion),

@@ -1,5 +1,6 @@
-"""Distribution metrics in the domain feature space, from kept libraries: torchmetrics (FD, KID) with our
-classifier as the feature module, and `prdc` (precision, recall, density, coverage)."""
+"""Distribution metrics in the domain feature space: the Fréchet distance, KID (torchmetrics) and precision, recall,
+density, coverage (`prdc`), all from feature sets computed once per image set: an evaluation scores the same real
+and generated images with every metric, the FD interval and the memorisation check."""
 
 from __future__ import annotations
 
@@ -14,19 +15,33 @@ from torch import nn
 # 3 s of start-up, and every process that imports the model families (each stage, each Ray worker) would pay it.
 
 
-def _feed(metric: nn.Module, real: torch.Tensor, fake: torch.Tensor, batch_size: int) -> None:
-    for images, is_real in ((real, True), (fake, False)):
-        for start in range(0, len(images), batch_size):
-            metric.update(images[start:start + batch_size], real=is_real)
-
-
 def frechet_distance(real: torch.Tensor, fake: torch.Tensor, features: nn.Module, batch_size: int = 512) -> float:
-    """FD between two image sets (N×C×H×W in [0, 1]); 0 for identical distributions."""
+    """FD between two image sets (N×C×H×W in [0, 1]) by torchmetrics; 0 for identical distributions. The standard
+    `fid` (Inception features) is computed this way."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     metric = FrechetInceptionDistance(feature=features)
-    _feed(metric, real, fake, batch_size)
+    for images, is_real in ((real, True), (fake, False)):
+        for start in range(0, len(images), batch_size):
+            metric.update(images[start:start + batch_size], real=is_real)
     return float(metric.compute())
+
+
+def batched_frechet(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """FD between batches of feature sets (B×N×D, float64) through the eigenvalues of Σ_r Σ_f, whose square
+    roots sum to tr √(Σ_r Σ_f)."""
+    mu_r, mu_f = real.mean(1), fake.mean(1)
+    centred_r, centred_f = real - mu_r[:, None], fake - mu_f[:, None]
+    cov_r = centred_r.transpose(1, 2) @ centred_r / (real.shape[1] - 1)
+    cov_f = centred_f.transpose(1, 2) @ centred_f / (fake.shape[1] - 1)
+    root_trace = torch.linalg.eigvals(cov_r @ cov_f).real.clamp(min=0).sqrt().sum(1)
+    traces = cov_r.diagonal(dim1=1, dim2=2).sum(1) + cov_f.diagonal(dim1=1, dim2=2).sum(1)
+    return ((mu_r - mu_f) ** 2).sum(1) + traces - 2 * root_trace
+
+
+def frechet_from_features(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FD between two feature sets (N×D); the same value as `frechet_distance` on the images behind them."""
+    return float(batched_frechet(real.double()[None], fake.double()[None])[0])
 
 
 @torch.no_grad()
@@ -41,20 +56,22 @@ def features_of(images: torch.Tensor, features: nn.Module, batch_size: int) -> t
     return torch.cat([features(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]).cpu()
 
 
-def distribution_metrics(real: torch.Tensor, fake: torch.Tensor, features: nn.Module, nearest_k: int = 5,
-                         batch_size: int = 512, kid_subsets: int = 50) -> dict[str, float]:
-    """fd, kid (mean over subsets), precision, recall, density, coverage (Naeem et al. 2020)."""
+def distribution_metrics(real: torch.Tensor, fake: torch.Tensor, nearest_k: int = 5,
+                         kid_subsets: int = 50) -> dict[str, float]:
+    """fd, kid (mean over subsets), precision, recall, density, coverage (Naeem et al. 2020) between the features
+    of real and generated images (N×D each, from `features_of`)."""
     from prdc import compute_prdc
     from torchmetrics.image.kid import KernelInceptionDistance
 
     with warnings.catch_warnings():  # KID warns that it buffers features: intended, they are small
         warnings.simplefilter("ignore", UserWarning)
-        kid = KernelInceptionDistance(feature=features, subsets=kid_subsets,
+        # The features are already extracted: KID's extractor passes them through.
+        kid = KernelInceptionDistance(feature=nn.Identity(), subsets=kid_subsets,
                                       subset_size=min(1000, len(real), len(fake)))
-    _feed(kid, real, fake, batch_size)
+    kid.update(real, real=True)
+    kid.update(fake, real=False)
     kid_mean, _ = kid.compute()
     with contextlib.redirect_stdout(io.StringIO()):  # prdc prints its sample counts
-        manifold = compute_prdc(real_features=features_of(real, features, batch_size).numpy(),
-                                fake_features=features_of(fake, features, batch_size).numpy(), nearest_k=nearest_k)
-    return {"fd": frechet_distance(real, fake, features, batch_size), "kid": float(kid_mean),
+        manifold = compute_prdc(real_features=real.numpy(), fake_features=fake.numpy(), nearest_k=nearest_k)
+    return {"fd": frechet_from_features(real, fake), "kid": float(kid_mean),
             **{name: float(value) for name, value in manifold.items()}}

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from PIL import Image
-from torch import nn
 
-from gen_platform.evaluation.distribution import features_of
 from gen_platform.evaluation.images import image_grid
 
 CHUNK = 1024  # rows of the distance matrix at a time: memory stays flat in the training set's size
@@ -36,13 +34,12 @@ def _nearest(queries: torch.Tensor, references: torch.Tensor) -> tuple[torch.Ten
     return torch.cat(distances), torch.cat(indices)
 
 
-@torch.no_grad()
-def memorisation(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, features: nn.Module,
-                 quantile: float = 0.01, batch_size: int = 256, pairs: int = 8) -> Memorisation:
-    train_features = features_of(train, features, batch_size)
-    test_distances, _ = _nearest(features_of(test, features, batch_size), train_features)
+def memorisation(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, quantile: float = 0.01,
+                 pairs: int = 8) -> Memorisation:
+    """From the features (`features_of`) of the generated samples and of the training and test images."""
+    test_distances, _ = _nearest(test, train)
     threshold = float(torch.quantile(test_distances, quantile))
-    sample_distances, nearest = _nearest(features_of(samples, features, batch_size), train_features)
+    sample_distances, nearest = _nearest(samples, train)
     order = sample_distances.argsort()[:pairs]
     return Memorisation(float((sample_distances <= threshold).float().mean()), threshold,
                         [(int(i), int(nearest[i])) for i in order])

@@ -19,8 +19,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from gen_platform.distributed import all_reduce
-from gen_platform.evaluation.bootstrap import frechet_from_features
-from gen_platform.evaluation.distribution import features_of, generate
+from gen_platform.evaluation.distribution import features_of, frechet_from_features, generate
 from gen_platform.models.family import Family
 from gen_platform.nets import adam, bottom_size, channel_widths, down_stack, up_stack
 from gen_platform.settings import DataParams, Section

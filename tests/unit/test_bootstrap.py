@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from gen_platform.errors import GenPlatformError
-from gen_platform.evaluation.bootstrap import frechet_difference, frechet_from_features, paired_mean_difference
-from gen_platform.evaluation.distribution import frechet_distance
+from gen_platform.evaluation.bootstrap import frechet_difference, paired_mean_difference
+from gen_platform.evaluation.distribution import frechet_distance, frechet_from_features
 
 
 def test_the_paired_interval_covers_the_true_improvement_like_the_normal_theory_interval():

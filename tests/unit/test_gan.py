@@ -103,8 +103,7 @@ def test_per_epoch_fd_draws_fd_samples_images_whatever_the_validation_size(monke
 
 
 def test_per_epoch_fd_reuses_the_validation_features_and_equals_the_direct_computation():
-    from gen_platform.evaluation.bootstrap import frechet_from_features
-    from gen_platform.evaluation.distribution import features_of, generate
+    from gen_platform.evaluation.distribution import features_of, frechet_from_features, generate
 
     calls = []
 

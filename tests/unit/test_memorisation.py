@@ -10,6 +10,7 @@ from gen_platform.config import parse_params
 from gen_platform.data.arrays import to_tensor
 from gen_platform.data.splits import split_dataset
 from gen_platform.evaluation.classifier import ClassifierArchitecture, FeatureModule, train_classifier
+from gen_platform.evaluation.distribution import features_of
 from gen_platform.evaluation.memorisation import closest_pairs_grid, memorisation
 from gen_platform.models import vae
 from gen_platform.tracking.registry import copy_veto
@@ -20,13 +21,14 @@ def world(digits):
     splits = split_dataset(digits, 0, 0.1, 0.1)
     classifier = train_classifier(splits["train"], ClassifierArchitecture(8, 1, 10, 64), epochs=3, batch_size=64,
                                   learning_rate=1e-3, seed=0)
-    return {name: to_tensor(part.images) for name, part in splits.items()}, FeatureModule(classifier)
+    images = {name: to_tensor(part.images) for name, part in splits.items()}
+    return images, lambda batch: features_of(batch, FeatureModule(classifier), 256)
 
 
 def test_a_generator_that_returns_training_images_is_caught(world):
-    images, features = world
+    images, embed = world
     copies = images["train"][torch.randperm(len(images["train"]), generator=torch.Generator().manual_seed(0))[:400]]
-    result = memorisation(copies, images["train"], images["test"], features)
+    result = memorisation(embed(copies), embed(images["train"]), embed(images["test"]))
     assert result.copy_rate == 1.0 and result.threshold > 0
     sample, training = result.closest[0]
     assert torch.equal(copies[sample], images["train"][training])  # the pictured pair is the copy and its original
@@ -35,7 +37,7 @@ def test_a_generator_that_returns_training_images_is_caught(world):
 
 
 def test_a_trained_vae_passes(world):
-    images, features = world
+    images, embed = world
     params = parse_params({})
     torch.manual_seed(0)
     model = vae.ConvVAE(vae.architecture_from(params.data, params.model.settings))
@@ -43,6 +45,6 @@ def test_a_trained_vae_passes(world):
     for _ in range(8):
         recipe.train_epoch(images["train"][i:i + 64] for i in range(0, len(images["train"]), 64))
     samples = model.eval().sample(400, torch.Generator().manual_seed(1)).detach()
-    result = memorisation(samples, images["train"], images["test"], features)
+    result = memorisation(embed(samples), embed(images["train"]), embed(images["test"]))
     assert result.copy_rate <= 0.05, result  # about the quantile (1 %) for a model that does not copy
     assert copy_veto({"copy_rate": result.copy_rate}, 0.05) is None and copy_veto({"copy_rate": 0.9}, None) is None

@@ -6,7 +6,7 @@ import torch
 from gen_platform.data.arrays import to_tensor
 from gen_platform.data.splits import split_dataset
 from gen_platform.evaluation.classifier import ClassifierArchitecture, FeatureModule, accuracy, train_classifier
-from gen_platform.evaluation.distribution import distribution_metrics, frechet_distance
+from gen_platform.evaluation.distribution import distribution_metrics, features_of, frechet_distance
 from gen_platform.models.vae import importance_weighted_nll, neg_elbo
 from gen_platform.models.vae import ConvVAE, VAEArchitecture
 
@@ -45,8 +45,9 @@ def test_blur_raises_fd_monotonically(setting):
 
 def test_collapsed_generator_has_low_recall_and_coverage(setting):
     features, real, other, _ = setting
-    healthy = distribution_metrics(real, other, features)
-    collapsed = distribution_metrics(real, other[:1].repeat(len(other), 1, 1, 1), features)
+    healthy = distribution_metrics(features_of(real, features, 512), features_of(other, features, 512))
+    collapsed = distribution_metrics(features_of(real, features, 512),
+                                     features_of(other[:1].repeat(len(other), 1, 1, 1), features, 512))
     assert healthy["recall"] > 0.8 and healthy["coverage"] > 0.7
     assert collapsed["recall"] < 0.05 and collapsed["coverage"] < 0.05
     assert collapsed["fd"] > 10 * healthy["fd"] and collapsed["kid"] > healthy["kid"]
@@ -79,8 +80,8 @@ def test_metrics_use_the_samples_the_params_ask_for_or_refuse(digits):
 
 
 def test_the_fd_interval_holds_the_fd_and_shrinks_with_more_samples(setting):
-    from gen_platform.evaluation.bootstrap import frechet_from_features, frechet_interval
-    from gen_platform.evaluation.distribution import features_of
+    from gen_platform.evaluation.bootstrap import frechet_interval
+    from gen_platform.evaluation.distribution import frechet_from_features
 
     features, real, other, _ = setting
     noisy = (other + 0.2 * torch.randn(other.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
