@@ -34,9 +34,10 @@ MODEL = "vae-digits"
 
 def load_requests(count: int) -> list[dict[str, Any]]:
     """Distinct betas, so every MLflow run can be matched to the request that asked for it; one epoch and one
-    Ray worker each: the load is on the service, not on the arithmetic."""
+    single-CPU Ray worker each: the load is on the service, not on the arithmetic."""
+    single_cpu = {"num_workers": 1, "cpus_per_worker": 1}
     return [{"request": {"family": "vae", "epochs": 1,
-                         "overrides": {"model": {"vae": {"beta": 0.25 * (index + 1)}}, "train": {"num_workers": 1}}}}
+                         "overrides": {"model": {"vae": {"beta": 0.25 * (index + 1)}}, "train": single_cpu}}}
             for index in range(count)]
 
 

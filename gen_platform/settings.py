@@ -52,9 +52,9 @@ class TrainParams(Section):
     epochs: int = Field(20, ge=1, le=10_000)
     batch_size: int = Field(64, ge=1, le=65_536, description="global batch, shared by the workers")
     seed: int = 0
-    num_workers: int = Field(2, ge=1, le=1024)
+    num_workers: int = Field(1, ge=1, le=1024)
     use_gpu: bool | Literal["auto"] = Field(False, description="true, false, or auto: GPUs if the cluster has enough")
-    cpus_per_worker: float = Field(1.0, gt=0)
+    cpus_per_worker: float = Field(2.0, gt=0)
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: forward passes under bfloat16 autocast")
     channels_last: bool = False
     compile: bool = Field(False, description="torch.compile the networks (pays a compile time up front)")

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    ws = make_workspace(tmp_path_factory.mktemp("faults"), {"train": {"epochs": 4, "max_failures": 2}})
+    # two DDP workers: the group loses one of them and restarts both from the checkpoint
+    ws = make_workspace(tmp_path_factory.mktemp("faults"),
+                        {"train": {"epochs": 4, "max_failures": 2, "num_workers": 2, "cpus_per_worker": 1}})
     for stage in ("prepare", "validate", "features"):
         run(["genp", stage], ws)
     return ws

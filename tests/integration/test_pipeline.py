@@ -48,7 +48,7 @@ def test_first_repro_registers_a_champion_that_samples(workspace):
     data_md5 = yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
     assert run_data.tags["data_version"] == data_md5
     assert len(run_data.tags["git_commit"]) >= 40 and run_data.tags["validation"] == "passed"
-    assert run_data.params["model.beta"] == "1.0" and run_data.params["train.num_workers"] == "2"
+    assert run_data.params["model.beta"] == "1.0" and run_data.params["train.num_workers"] == "1"
     curve = client.get_metric_history(champion.run_id, "val_neg_elbo")
     assert [m.step for m in curve] == list(range(1, EPOCHS + 1))
     expected_metrics = {"train_loss", "train_recon", "train_kl", "val_neg_elbo", "test_neg_elbo", "nll",

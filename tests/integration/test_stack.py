@@ -28,7 +28,9 @@ ARTIFACTS = REPO / "test-artifacts"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    workspace = make_workspace(tmp_path_factory.mktemp("stack"), {"train": {"epochs": 2, "num_workers": 1}})
+    # One CPU per run: two runs (the serve limit) train side by side on the stack's 2-CPU Ray head.
+    workspace = make_workspace(tmp_path_factory.mktemp("stack"),
+                               {"train": {"epochs": 2, "num_workers": 1, "cpus_per_worker": 1}})
     # The data watch is off: tests here change the data and call `retrain` themselves; the trigger test
     # runs the same check explicitly.
     with local_stack(workspace, workspace / ".stack", GENP_DATA_POLL_SECONDS="0") as urls:
