@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# First, before any module that registers an exit handler: its handler must run after all of them.
+from gen_platform import quick_exit  # noqa: I001
+
 import sys
 from pathlib import Path
 from typing import Annotated, Callable
@@ -128,8 +131,15 @@ def lineage(model: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME/VERSION 
 
 
 def main() -> None:
+    quick_exit.set_status(1)  # an uncaught exception's status, unless the command ends otherwise
     try:
-        app()
+        app()  # ends with SystemExit
+    except SystemExit as done:
+        quick_exit.set_status(done.code if isinstance(done.code, int) else 0 if done.code is None else 1)
+        raise
+    except KeyboardInterrupt:
+        quick_exit.set_status(130)
+        raise
     except GenPlatformError as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         sys.exit(1)

@@ -16,7 +16,7 @@ LAYERS = [
     {"training", "scoring"},  # Ray Train; scoring one trained model
     {"tuning"},  # Ray Tune over trainings
     {"tracking"},  # MLflow: runs, lineage, registry
-    {"stages", "cli"},  # the pipeline and its command line
+    {"stages", "cli", "quick_exit"},  # the pipeline and its command line
 ]
 LAYER_OF = {name: level for level, names in enumerate(LAYERS) for name in names}
 ORCHESTRATORS = ("prefect", "dvc", "flows")
