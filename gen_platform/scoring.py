@@ -57,7 +57,8 @@ def evaluate_model(model: torch.nn.Module, params: PipelineParams, splits: dict[
     real = reference_images(settings, splits)
     fake = generate(model, settings.metric_samples, settings.seed, settings.batch_size)
     features = {name: features_of(images, extractor, settings.batch_size)  # once per image set, for every metric
-                for name, images in (("real", real), ("fake", fake), ("val", val), ("train", train), ("test", test))}
+                for name, images in (("fake", fake), ("val", val), ("train", train), ("test", test))}
+    features["real"] = features[settings.reference_split][:len(real)]  # the real images lead that split
     scores = distribution_metrics(features["real"], features["fake"], settings.nearest_k)
     scores["fd_ci_low"], scores["fd_ci_high"] = frechet_interval(
         features["real"], features["fake"], settings.confidence, settings.bootstrap_resamples, settings.seed)
