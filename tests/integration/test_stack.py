@@ -11,13 +11,11 @@ import time
 import urllib.error
 
 import mlflow
-import numpy as np
 import pytest
 import yaml
 
 from bench import stack_load
 from bench._stack_client import api, artifact, create_run, local_stack, logs, reported_mlflow_run, run_together, wait
-from gen_platform.data.arrays import ImageArrays, load_npz, write_npz
 from tests.conftest import REPO
 from tests.integration.sockets import beyond_loopback, listening, process_trees
 from tests.integration.workspace import commit_new_data_version, make_workspace, run
@@ -46,6 +44,12 @@ def _registry(urls: dict, name: str):
     return client, client.search_model_versions(f"name='{name}'")
 
 
+def _automation_retrains(base: str) -> list[dict]:
+    deployment = api(base, "GET", "/deployments/name/retrain/retrain")
+    runs = api(base, "POST", "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}})
+    return [r for r in runs if (r.get("created_by") or {}).get("type") == "AUTOMATION"]
+
+
 def test_deployments_exist_with_the_retrain_schedule(stack):
     _, urls = stack
     deployments = {d["name"]: d for d in api(urls["prefect"], "POST", "/deployments/filter", {})}
@@ -59,26 +63,6 @@ def test_deployments_exist_with_the_retrain_schedule(stack):
     assert all(f"{name}/{name}" in listed.stdout for name in ("train", "tune", "retrain"))
 
 
-def test_api_triggered_run_registers_in_the_mlflow_server(stack):
-    workspace, urls = stack
-    flow_run = _run(urls["prefect"], "train/train", {"request": {"family": "vae", "overrides": {"model": {"vae": {"beta": 2}}}}})
-    assert flow_run["state_type"] == "COMPLETED", logs(urls["prefect"], flow_run["id"])
-    client, versions = _registry(urls, "vae-digits")
-    champion = client.get_model_version_by_alias("vae-digits", "champion")
-    assert len(versions) == 1 and client.get_run(champion.run_id).data.params["model.beta"] == "2.0"
-    # The server serves the repository's own store, the one `make run`, `genp` and `dvc repro` write to.
-    # (Spelt out: in this test process MLFLOW_TRACKING_URI is whatever an earlier test last set.)
-    local = mlflow.MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
-    assert local.get_model_version_by_alias("vae-digits", "champion").run_id == champion.run_id
-    assert client.get_run(champion.run_id).data.tags["flow_run_id"] == flow_run["id"]  # lineage to the flow run
-    artifacts = api(urls["prefect"], "POST", "/artifacts/filter",
-                     {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})
-    kinds = {artifact["key"]: artifact["type"] for artifact in artifacts if artifact["key"]}
-    assert kinds == {"run-report": "markdown", "sample-grid": "image"}
-    report = next(a for a in artifacts if a["key"] == "run-report")["data"]
-    assert champion.run_id in report and "validation: **passed**" in report and "| `fd` |" in report
-
-
 def test_bad_parameter_fails_before_any_run(stack):
     _, urls = stack
     versions_before = len(_registry(urls, "vae-digits")[1])
@@ -90,38 +74,105 @@ def test_bad_parameter_fails_before_any_run(stack):
     assert len(_registry(urls, "vae-digits")[1]) == versions_before
 
 
-def test_retrain_skips_unchanged_data_then_retrains_a_new_version(stack):
+def test_a_custom_run_from_the_prefect_ui_registers_in_the_mlflow_server(stack):
+    """The first run of the module, created in a browser through the Prefect UI's custom-run form."""
+    import re
+
+    from playwright.sync_api import expect, sync_playwright
+
     workspace, urls = stack
-    skipped = _run(urls["prefect"], "retrain/retrain", {})
-    assert skipped["state_type"] == "COMPLETED"
-    decision = artifact(urls["prefect"], skipped["id"], "retrain-decision")
-    assert "skipped: the latest version of vae-digits was trained and evaluated on the current data" in decision
-    assert len(_registry(urls, "vae-digits")[1]) == 1
-
-    raw = workspace / "data" / "raw" / "digits.npz"
-    data = load_npz(raw)
-    extra = np.roll(data.images[:120], 1, axis=2)  # a new batch of images: shifted copies
-    write_npz(raw, ImageArrays(np.concatenate([data.images, extra]), np.concatenate([data.labels, data.labels[:120]])))
-    run(["dvc", "commit", "-f", "data.dvc"], workspace)
-    new_version = run(["git", "diff", "data.dvc"], workspace).stdout
-    assert "md5" in new_version
-
-    retrained = _run(urls["prefect"], "retrain/retrain", {})
-    assert retrained["state_type"] == "COMPLETED", logs(urls["prefect"], retrained["id"])
-    assert "data changed" in artifact(urls["prefect"], retrained["id"], "retrain-decision")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(urls["prefect"] + "/", wait_until="domcontentloaded")
+            page.get_by_role("link", name="Deployments", exact=True).click()
+            page.get_by_role("link", name="train", exact=True).first.click()
+            expect(page).to_have_url(re.compile(r"/deployments/deployment/[0-9a-f-]{36}"))
+            deployment_id = re.search(r"/deployment/([0-9a-f-]{36})", page.url).group(1)
+            page.get_by_role("button", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Custom run").click()
+            expect(page.get_by_label("Run Name")).not_to_have_value("")  # the form has finished loading
+            # `epochs` is optional (int or None): switch its type toggle to int, then type the value.
+            page.get_by_text("int", exact=True).click()
+            epochs = page.locator("input[type=number]").first
+            epochs.fill("3")
+            expect(epochs).to_have_value("3")
+            page.screenshot(path=str(ARTIFACTS / "prefect-ui-custom-run-form.png"), full_page=True)
+            with page.expect_response(lambda r: r.request.method == "POST" and
+                                      r.url.endswith(f"/api/deployments/{deployment_id}/create_flow_run")) as response:
+                page.get_by_role("button", name="Submit").click()
+            flow_run = response.value.json()
+            assert flow_run["parameters"]["request"]["epochs"] == 3
+            finished = wait(urls["prefect"], flow_run["id"], 400)
+            page.goto(f"{urls['prefect']}/v2/runs/flow-run/{flow_run['id']}", wait_until="networkidle")
+            expect(page.get_by_text("Completed").first).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "prefect-ui-run-completed.png"), full_page=True)
+        finally:
+            browser.close()
+    assert finished["state_type"] == "COMPLETED", logs(urls["prefect"], flow_run["id"])
     client, versions = _registry(urls, "vae-digits")
-    assert len(versions) == 2
+    champion = client.get_model_version_by_alias("vae-digits", "champion")
+    assert len(versions) == 1 and client.get_run(champion.run_id).data.params["train.epochs"] == "3"
+    # The server serves the repository's own store, the one `make run`, `genp` and `dvc repro` write to.
+    # (Spelt out: in this test process MLFLOW_TRACKING_URI is whatever an earlier test last set.)
+    local = mlflow.MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    assert local.get_model_version_by_alias("vae-digits", "champion").run_id == champion.run_id
+    assert client.get_run(champion.run_id).data.tags["flow_run_id"] == flow_run["id"]  # lineage to the flow run
+    artifacts = api(urls["prefect"], "POST", "/artifacts/filter",
+                     {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})
+    kinds = {a["key"]: a["type"] for a in artifacts if a["key"]}
+    assert kinds == {"run-report": "markdown", "sample-grid": "image"}
+    report = next(a for a in artifacts if a["key"] == "run-report")["data"]
+    assert champion.run_id in report and "validation: **passed**" in report and "| `fd` |" in report
+
+
+def test_retrain_runs_once_per_new_data_version(stack):
+    """Data that the latest version was evaluated on is skipped; a new data version, seen by the data watch,
+    starts exactly one retrain (a Prefect automation), which re-scores the champion on the new validation
+    images; after it, the same data is skipped again."""
+    workspace, urls = stack
+    env = {**os.environ, "PREFECT_API_URL": urls["prefect"] + "/api"}
+
+    def check() -> str:
+        return subprocess.run([sys.executable, "-m", "flows.data_events"], cwd=workspace, env=env,
+                              capture_output=True, text=True, check=True).stdout
+
+    def decision(flow_run: dict) -> str:
+        assert flow_run["state_type"] == "COMPLETED", logs(urls["prefect"], flow_run["id"])
+        return artifact(urls["prefect"], flow_run["id"], "retrain-decision")
+
+    skip = "skipped: the latest version of vae-digits was trained and evaluated on the current data"
+    assert skip in decision(_run(urls["prefect"], "retrain/retrain", {}))
+    before = len(_registry(urls, "vae-digits")[1])
+    assert check().startswith("recorded:") and _automation_retrains(urls["prefect"]) == []
+
+    _, new = commit_new_data_version(workspace)
+    md5 = yaml.safe_load(new)["outs"][0]["md5"]
+    assert check().startswith("changed:")
+    assert check() == f"unchanged: {md5}\n"  # the same version again: no second event
+    deadline = time.monotonic() + 60
+    while not (triggered := _automation_retrains(urls["prefect"])) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert len(triggered) == 1, triggered
+    retrained = wait(urls["prefect"], triggered[0]["id"], 600)
+    assert "data changed" in decision(retrained)
+    client, versions = _registry(urls, "vae-digits")
+    assert len(versions) == before + 1
     newest = max(versions, key=lambda v: int(v.version))
-    md5 = yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
-    assert client.get_run(newest.run_id).data.tags["data_version"] == md5
+    assert newest.tags["data_version"] == client.get_run(newest.run_id).data.tags["data_version"] == md5
     # the champion was re-scored on the new validation images; the report shows both numbers and the interval
     report = artifact(urls["prefect"], retrained["id"], "run-report")
     assert "champion (re-scored)" in report and "95% bootstrap interval" in report
     assert newest.tags["promotion.metric"] == "val_nll" and "promotion.ci_low" in newest.tags
 
-    again = _run(urls["prefect"], "retrain/retrain", {})  # promoted or not, the new data was evaluated once
-    assert "skipped: the latest version" in artifact(urls["prefect"], again["id"], "retrain-decision")
-    assert len(_registry(urls, "vae-digits")[1]) == 2
+    assert skip in decision(_run(urls["prefect"], "retrain/retrain", {}))  # promoted or not: evaluated once
+    assert len(_registry(urls, "vae-digits")[1]) == before + 1
+    assert len(_automation_retrains(urls["prefect"])) == 1
 
 
 def test_concurrent_runs_each_record_their_own_request_and_leave_the_repository_alone(stack):
@@ -157,83 +208,6 @@ def test_concurrent_runs_each_record_their_own_request_and_leave_the_repository_
     assert (workspace / "data.dvc").read_text() == new  # byte-identical: no run checked anything out
     assert run(["git", "status", "--porcelain"], workspace).stdout == ""
     assert not (workspace / "models").exists() and not (workspace / "data" / "prepared").exists()
-
-
-def _automation_retrains(base: str) -> list[dict]:
-    deployment = api(base, "GET", "/deployments/name/retrain/retrain")
-    runs = api(base, "POST", "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}})
-    return [r for r in runs if (r.get("created_by") or {}).get("type") == "AUTOMATION"]
-
-
-def test_a_new_data_version_starts_exactly_one_retrain(stack):
-    workspace, urls = stack
-    env = {**os.environ, "PREFECT_API_URL": urls["prefect"] + "/api"}
-
-    def check() -> str:
-        return subprocess.run([sys.executable, "-m", "flows.data_events"], cwd=workspace, env=env,
-                              capture_output=True, text=True, check=True).stdout
-
-    assert check().startswith("recorded:") and _automation_retrains(urls["prefect"]) == []
-    _, new = commit_new_data_version(workspace)
-    md5 = yaml.safe_load(new)["outs"][0]["md5"]
-    assert check().startswith("changed:")
-    assert check() == f"unchanged: {md5}\n"  # the same version again: no second event
-    deadline = time.monotonic() + 60
-    while not (triggered := _automation_retrains(urls["prefect"])) and time.monotonic() < deadline:
-        time.sleep(1)
-    assert len(triggered) == 1, triggered
-    finished = wait(urls["prefect"], triggered[0]["id"], 600)
-    assert finished["state_type"] == "COMPLETED", logs(urls["prefect"], finished["id"])
-    assert "data changed" in artifact(urls["prefect"], finished["id"], "retrain-decision")
-    client, versions = _registry(urls, "vae-digits")
-    newest = max(versions, key=lambda v: int(v.version))
-    assert newest.tags["data_version"] == md5
-    assert len(_automation_retrains(urls["prefect"])) == 1
-
-
-def test_custom_run_from_the_prefect_ui(stack):
-    import re
-
-    from playwright.sync_api import expect, sync_playwright
-
-    _, urls = stack
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
-            page.goto(urls["prefect"] + "/", wait_until="domcontentloaded")
-            page.get_by_role("link", name="Deployments", exact=True).click()
-            page.get_by_role("link", name="train", exact=True).first.click()
-            expect(page).to_have_url(re.compile(r"/deployments/deployment/[0-9a-f-]{36}"))
-            deployment_id = re.search(r"/deployment/([0-9a-f-]{36})", page.url).group(1)
-            page.get_by_role("button", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Custom run").click()
-            expect(page.get_by_label("Run Name")).not_to_have_value("")  # the form has finished loading
-            # `epochs` is optional (int or None): switch its type toggle to int, then type the value.
-            page.get_by_text("int", exact=True).click()
-            epochs = page.locator("input[type=number]").first
-            epochs.fill("3")
-            expect(epochs).to_have_value("3")
-            page.screenshot(path=str(ARTIFACTS / "prefect-ui-custom-run-form.png"), full_page=True)
-            with page.expect_response(lambda r: r.request.method == "POST" and
-                                      r.url.endswith(f"/api/deployments/{deployment_id}/create_flow_run")) as response:
-                page.get_by_role("button", name="Submit").click()
-            flow_run = response.value.json()
-            assert flow_run["parameters"]["request"]["epochs"] == 3
-            finished = wait(urls["prefect"], flow_run["id"], 400)
-            page.goto(f"{urls['prefect']}/v2/runs/flow-run/{flow_run['id']}", wait_until="networkidle")
-            expect(page.get_by_text("Completed").first).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "prefect-ui-run-completed.png"), full_page=True)
-        finally:
-            browser.close()
-    assert finished["state_type"] == "COMPLETED"
-    client, versions = _registry(urls, "vae-digits")
-    newest = max(versions, key=lambda v: int(v.version))
-    assert client.get_run(newest.run_id).data.params["train.epochs"] == "3"
 
 
 def test_no_process_of_the_stack_listens_beyond_loopback(stack):
