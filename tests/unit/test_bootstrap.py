@@ -1,5 +1,5 @@
 """The statistics of the champion rule: the bootstrap interval of an improvement covers the true improvement
-at about its level, pairing cancels the noise two models share, and the FD through eigenvalues is the FD."""
+at about its level, pairing cancels the noise two models share, and the FD from features is torchmetrics' FD."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 
 from gen_platform.errors import GenPlatformError
 from gen_platform.evaluation.bootstrap import frechet_difference, paired_mean_difference
-from gen_platform.evaluation.distribution import frechet_distance, frechet_from_features
+from gen_platform.evaluation.distribution import batched_frechet, frechet_distance, frechet_from_features
 
 
 def test_the_paired_interval_covers_the_true_improvement_like_the_normal_theory_interval():
@@ -51,12 +51,30 @@ class Flatten(nn.Module):
         return images.flatten(1)
 
 
-def test_the_fd_through_eigenvalues_is_torchmetrics_fd():
+def _image_sets(constant_pixel: bool) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     real = torch.rand(300, 1, 4, 4, generator=generator)
     fake = (torch.rand(300, 1, 4, 4, generator=generator) * 0.8 + 0.1) ** 2
+    if constant_pixel:  # a feature constant over the set: a semi-definite covariance, no Cholesky factor
+        fake[:, 0, 0, 0] = 0.5
+    return real, fake
+
+
+@pytest.mark.parametrize("constant_pixel", [False, True])
+def test_the_fd_from_features_is_torchmetrics_fd(constant_pixel):
+    real, fake = _image_sets(constant_pixel)
+    if constant_pixel:  # the case is what it says: this covariance has no Cholesky factor
+        assert torch.linalg.cholesky_ex(torch.cov(fake.flatten(1).T.double())).info != 0
     expected = frechet_distance(real, fake, Flatten())
     assert frechet_from_features(real.flatten(1), fake.flatten(1)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_batch_mixing_definite_and_semi_definite_covariances_gives_each_its_fd():
+    (real, fake), (_, flat) = _image_sets(False), _image_sets(True)
+    pairs = [(real, fake), (real, flat), (fake, real)]
+    batch = batched_frechet(torch.stack([a.flatten(1) for a, _ in pairs]).double(),
+                            torch.stack([b.flatten(1) for _, b in pairs]).double())
+    assert batch.tolist() == pytest.approx([frechet_distance(a, b, Flatten()) for a, b in pairs], rel=1e-4)
 
 
 def test_the_fd_interval_separates_a_shifted_generator_and_not_an_equal_one():
