@@ -71,7 +71,7 @@ class EpochClock(EpochHook):
 
 # The warm-up covers the start-up of the helper actors each fit starts beside its workers (controller, dataset
 # manager, placement-group cleaner: a few seconds of imports that take CPU from the first epochs).
-FULL, QUICK = Schedule(80, 30, 3), Schedule(6, 1, 1)
+FULL, QUICK = Schedule(80, 30, 5), Schedule(6, 1, 1)
 TARGETS = {"step": 0.98, "epoch": 0.90}
 THREADS = os.cpu_count() or 1
 RESULT = Path(__file__).parent / "results" / "train_throughput.json"
