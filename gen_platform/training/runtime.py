@@ -44,6 +44,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 TRAIN_CONTROLLER_ENV = {name: os.environ.get(name, default) for name, default in (
     ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"), ("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300"))}
 PREEMPTION_WATCHER = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+WORKER_NICENESS = "RAY_worker_niceness"
 
 
 def ensure_ray() -> None:
@@ -66,6 +67,10 @@ def ensure_ray() -> None:
         # No node of a local runtime can be preempted, so each fit skips Train V2's PreemptionWatcher actor,
         # whose start-up took 0.37 of 2 cores from a short fit's epochs (`bench.train_throughput --quick`).
         env_vars[PREEMPTION_WATCHER] = os.environ.get(PREEMPTION_WATCHER, "0")
+        # Ray starts worker processes at nice 15, below its own daemons, so that on a shared node they come first.
+        # On one's own machine the training worker is the workload, as a plain loop would be: at nice 15 every
+        # daemon wake-up took a core mid-step (`bench.train_throughput`).
+        env_vars[WORKER_NICENESS] = os.environ.get(WORKER_NICENESS, "0")
         # A local runtime gets a dashboard on loopback: Train V2's PlacementGroupCleaner needs its state API
         # to release the workers of a stopped Tune trial. Left to auto-detection, the cleaner fails with
         # "Found multiple active Ray instances" whenever another Ray runs on this machine, the CPUs of stopped

@@ -66,6 +66,7 @@ def test_a_local_ddp_training_listens_on_loopback_only(tmp_path):
         controller_env = controllers[0].environ() if controllers else {}
         torch_loaded = {_actor(p): any("libtorch_cpu" in m.path for m in p.memory_maps()) for p in processes
                         if _actor(p) in {"RayTrainWorker", *HELPER_ACTORS}}
+        worker_niceness = [p.nice() for p in processes if _actor(p) == "RayTrainWorker"]
     finally:
         (tmp_path / "go").touch()
     output = driver.communicate(timeout=300)[0]
@@ -73,6 +74,8 @@ def test_a_local_ddp_training_listens_on_loopback_only(tmp_path):
     assert "gcs_server" in names and "raylet" in names, names  # the runtime's daemons were among those checked
     assert len(sockets) >= 10, sockets
     assert beyond_loopback(sockets) == [], beyond_loopback(sockets)
+    # the training workers are the workload of a local runtime: normal priority, not Ray's nice 15
+    assert worker_niceness == [0, 0], worker_niceness
     # a local runtime cannot be preempted: its fits start no PreemptionWatcher actor
     assert controller_env.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER") == "0", [p.cmdline()[:1] for p in processes]
     # Ray's helper actors start without torch (the loopback hook waits for torch's own import); the workers have it
