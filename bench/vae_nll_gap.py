@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -56,18 +56,13 @@ class InProcessSession:
 
     rank, world_size, device = 0, 1, torch.device("cpu")
 
-    class checkpoint_type:  # noqa: N801 (the attribute name run_epochs uses)
-        @staticmethod
-        def from_directory(directory: str) -> None:
-            return None
-
     def prepare_model(self, module: torch.nn.Module) -> torch.nn.Module:
         return module
 
     def get_checkpoint(self) -> None:
         return None
 
-    def report(self, record: dict[str, Any], checkpoint: None = None) -> None:
+    def report(self, record: dict[str, Any], write_checkpoint: Callable[[str], None] | None = None) -> None:
         pass
 
 

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -72,7 +72,22 @@ class TrainSession:
         self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
         self.prepare_model = ray.train.torch.prepare_model
-        self.get_checkpoint, self.report, self.checkpoint_type = ray.train.get_checkpoint, ray.train.report, ray.train.Checkpoint
+        self.get_checkpoint = ray.train.get_checkpoint
+
+    def report(self, record: dict[str, float], write_checkpoint: Callable[[str], None] | None = None) -> None:
+        """Hand the epoch's report (and checkpoint) to Ray Train's background thread, which copies the checkpoint
+        to storage and waits for the controller to take the report. A report blocks until the previous one is
+        taken, and the controller takes one per poll (every 0.1 s): reported in the training thread, no epoch was
+        shorter than that (`bench.train_throughput`). Ray flushes pending reports when the loop returns."""
+        import ray.train
+
+        checkpoint = None
+        if write_checkpoint is not None:
+            directory = tempfile.mkdtemp(prefix="genp-checkpoint-")  # Ray deletes it once it is in storage
+            write_checkpoint(directory)
+            checkpoint = ray.train.Checkpoint.from_directory(directory)
+        ray.train.report(record, checkpoint=checkpoint, checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC,
+                         delete_local_checkpoint_after_upload=checkpoint is not None)
 
 
 class TuneSession:
@@ -84,7 +99,17 @@ class TuneSession:
         from ray import tune
 
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-        self.get_checkpoint, self.report, self.checkpoint_type = tune.get_checkpoint, tune.report, tune.Checkpoint
+        self.get_checkpoint = tune.get_checkpoint
+
+    def report(self, record: dict[str, float], write_checkpoint: Callable[[str], None] | None = None) -> None:
+        from ray import tune
+
+        if write_checkpoint is None:
+            tune.report(record)
+            return
+        with tempfile.TemporaryDirectory() as directory:  # Tune copies it before `report` returns
+            write_checkpoint(directory)
+            tune.report(record, checkpoint=tune.Checkpoint.from_directory(directory))
 
     def prepare_model(self, module: torch.nn.Module) -> torch.nn.Module:
         return module.to(self.device)
@@ -142,10 +167,9 @@ def run_epochs(inputs: TrainingInputs, session: TrainSession | TuneSession) -> N
         for hook in hooks:
             hook.on_epoch_end(worker, model)
         if rank == 0:
-            with tempfile.TemporaryDirectory() as directory:
-                state = recipe.state_dict() | {"epoch": epoch, "history": history, "snapshots": snapshots}
-                save_checkpoint(directory, state, asdict(architecture), family=family.name)
-                session.report(record, checkpoint=session.checkpoint_type.from_directory(directory))
+            state = recipe.state_dict() | {"epoch": epoch, "history": history, "snapshots": snapshots}
+            session.report(record, lambda directory: save_checkpoint(directory, state, asdict(architecture),
+                                                                      family=family.name))
             _progress(_format(record, params.train.epochs, recipe.progress))
         else:
             session.report(record)
