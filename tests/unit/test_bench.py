@@ -100,6 +100,7 @@ def test_cpu_sampler_sees_this_process_busy():
         while time.time() - start < 1.0:  # one thread busy
             pass
         end, used = time.time(), sum(me.cpu_times()[:2]) - used
-    # what the process really got (under `make test` the other half of the suite competes for the cores)
+    # what the process really got (under `make test` the other half of the suite competes for the cores); the
+    # sampler adds up every process with this command line (the other xdist worker too), so at least that
     assert used / (end - start) > 0.2
-    assert sampler.shares(start, end)[process_name(me.cmdline())] == pytest.approx(used / (end - start), abs=0.15)
+    assert sampler.shares(start, end)[process_name(me.cmdline())] >= used / (end - start) - 0.15
