@@ -17,7 +17,7 @@ from gen_platform.evaluation.classifier import SavedClassifier
 from gen_platform.models import Family, get_family
 from gen_platform.training.hooks import EpochHook
 from gen_platform.training.loop import TrainingInputs, train_loop_per_worker
-from gen_platform.training.runtime import ensure_ray
+from gen_platform.training.runtime import ensure_ray, owns_local_runtime
 
 
 Split = ImageArrays | ShardedSplit
@@ -68,16 +68,18 @@ def as_sharded(split: Split, directory: Path) -> ShardedSplit:
 
 def build_trainer(params: PipelineParams, train: ShardedSplit, val: ShardedSplit, run_name: str, root: Path,
                   classifier: SavedClassifier | None = None, hooks: tuple[EpochHook, ...] = (),
-                  callbacks: list | None = None, log_level: str = "WARNING", family: Family | None = None) -> Any:
+                  callbacks: list | None = None, log_level: str = "WARNING", family: Family | None = None,
+                  local_runtime: bool = False) -> Any:
     """The TorchTrainer for one training (also what each multi-worker Tune trial runs, passing its `family`:
     a trial runs in a Ray worker, whose registry lacks families registered at run time). The config carries
-    the splits' directories, never their images."""
+    the splits' directories, never their images. `local_runtime`: see `trainer.py`."""
     import ray.train
-    from ray.train.torch import TorchTrainer
+
+    from gen_platform.training.trainer import PlatformTorchTrainer
 
     inputs = TrainingInputs(params, family or get_family(params.model.family), train, val, classifier, hooks)
-    return TorchTrainer(
-        train_loop_per_worker,
+    return PlatformTorchTrainer(
+        train_loop_per_worker, local_runtime=local_runtime,
         train_loop_config={"inputs": inputs},
         scaling_config=ray.train.ScalingConfig(
             num_workers=params.train.num_workers, use_gpu=resolve_use_gpu(params.train.use_gpu, params.train.num_workers),
@@ -108,7 +110,8 @@ def fit(params: PipelineParams, train: Split, val: Split, run_name: str, root: P
     ensure_ray()
     try:
         with on_disk(train, val) as (train, val):
-            result = build_trainer(params, train, val, run_name, root, classifier, hooks).fit()
+            result = build_trainer(params, train, val, run_name, root, classifier, hooks,
+                                   local_runtime=owns_local_runtime()).fit()
     except ray.train.TrainingFailedError as error:
         raise GenPlatformError(f"training failed after {params.train.max_failures} restart(s): {error}") from error
     if result.checkpoint is None:

@@ -45,9 +45,18 @@ TRAIN_CONTROLLER_ENV = {name: os.environ.get(name, default) for name, default in
     ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"), ("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300"))}
 PREEMPTION_WATCHER = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 WORKER_NICENESS = "RAY_worker_niceness"
+_local_runtime_started_here = False
+
+
+def owns_local_runtime() -> bool:
+    """Whether this process started the Ray runtime it uses (no cluster): the runtime ends with the process."""
+    import ray
+
+    return _local_runtime_started_here and ray.is_initialized()
 
 
 def ensure_ray() -> None:
+    global _local_runtime_started_here
     import ray
 
     if ray.is_initialized():
@@ -90,5 +99,6 @@ def ensure_ray() -> None:
         runtime_env={"env_vars": env_vars, **runtime_env},
         **local,
     )
+    _local_runtime_started_here = not address
     for name in ("ray", "ray.train", "ray.tune", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -47,7 +47,9 @@ print("SESSION", ray._private.worker._global_node.get_session_dir_path())
 print("TRAINED")
 """
 
-HELPER_ACTORS = ("_AutoscalingCoordinatorActor", "PlacementGroupCleaner", "SynchronizationActor", "DatasetManager")
+HELPER_ACTORS = ("SynchronizationActor",)
+# started by a plain TorchTrainer fit, and of no use to a fit on a runtime its own process started (trainer.py)
+UNUSED_ACTORS = {"_AutoscalingCoordinatorActor", "PlacementGroupCleaner", "DatasetManager"}
 
 
 def test_a_local_ddp_training_listens_on_loopback_only(tmp_path):
@@ -67,6 +69,7 @@ def test_a_local_ddp_training_listens_on_loopback_only(tmp_path):
         torch_loaded = {_actor(p): any("libtorch_cpu" in m.path for m in p.memory_maps()) for p in processes
                         if _actor(p) in {"RayTrainWorker", *HELPER_ACTORS}}
         worker_niceness = [p.nice() for p in processes if _actor(p) == "RayTrainWorker"]
+        actors = {_actor(p) for p in processes} - {""}
     finally:
         (tmp_path / "go").touch()
     output = driver.communicate(timeout=300)[0]
@@ -78,6 +81,7 @@ def test_a_local_ddp_training_listens_on_loopback_only(tmp_path):
     assert worker_niceness == [0, 0], worker_niceness
     # a local runtime cannot be preempted: its fits start no PreemptionWatcher actor
     assert controller_env.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER") == "0", [p.cmdline()[:1] for p in processes]
+    assert {"TrainController", "RayTrainWorker", *HELPER_ACTORS} <= actors and not actors & UNUSED_ACTORS, actors
     # Ray's helper actors start without torch (the loopback hook waits for torch's own import); the workers have it
     assert torch_loaded == {"RayTrainWorker": True} | dict.fromkeys(HELPER_ACTORS, False), names
     # no idle workers prestarted for the first driver (they could never serve this job's actors)
