@@ -21,10 +21,12 @@ import torch
 from torch import nn
 
 from gen_platform.errors import GenPlatformError
-from gen_platform.evaluation.distribution import batched_frechet, features_of, frechet_from_features, generate
+from gen_platform.evaluation.distribution import (Moments, batched_frechet, features_of, frechet_from_features,
+                                                  generate)
 from gen_platform.settings import EvaluateParams
 
 REPLICATES_PER_BATCH = 64  # FD replicates whose D×D covariances are held at once
+PRODUCT_ELEMENTS = 1 << 25  # the most feature products `_Resampler` keeps (256 MiB)
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,37 @@ def paired_mean_difference(metric: str, champion: np.ndarray, challenger: np.nda
     return Comparison(metric, float(challenger.mean()), float(champion.mean()), low, high, level, n, resamples)
 
 
-def _resampled(features: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
-    """`count` bootstrap resamples of a feature set (count × N × D)."""
-    return features[torch.randint(len(features), (count, len(features)), generator=generator)]
+class _Resampler:
+    """Bootstrap resamples of one feature set (N×D, float64), as their moments.
+
+    A resample is how often each of the N features was drawn (a count×N matrix C), so its sums are products with C:
+    no count×N×D copy of the features is gathered. Where the N×D(D+1)/2 products of each feature's entries fit in
+    PRODUCT_ELEMENTS, they are formed once and every batch's second moments are one matrix product with C: the
+    same arithmetic as count D×D products, 3× faster here. Otherwise each replicate takes its D×D product."""
+
+    def __init__(self, features: torch.Tensor):
+        self.features = features
+        n, d = features.shape
+        self.upper = torch.triu_indices(d, d)
+        self.products = None
+        if n * d * (d + 1) // 2 <= PRODUCT_ELEMENTS:  # row i's entries i..D-1: the order of `upper`
+            self.products = torch.cat([features[:, i:i + 1] * features[:, i:] for i in range(d)], dim=1)
+
+    def moments(self, count: int, generator: torch.Generator) -> Moments:
+        n, d = self.features.shape
+        draws = torch.randint(n, (count, n), generator=generator)
+        ones = torch.ones(count, n, dtype=self.features.dtype)
+        counts = torch.zeros_like(ones).scatter_add_(1, draws, ones)
+        means = counts @ self.features / n
+        if self.products is None:
+            second_moments = (self.features.T * counts[:, None]) @ self.features
+        else:
+            sums = counts @ self.products
+            rows, cols = self.upper
+            second_moments = torch.empty(count, d, d, dtype=self.features.dtype)
+            second_moments[:, rows, cols] = sums
+            second_moments[:, cols, rows] = sums
+        return means, (second_moments - n * means[:, :, None] * means[:, None]) / (n - 1)
 
 
 def _replicates(statistic, resamples: int) -> np.ndarray:
@@ -87,9 +117,9 @@ def _replicates(statistic, resamples: int) -> np.ndarray:
 def frechet_interval(real: torch.Tensor, fake: torch.Tensor, level: float, resamples: int,
                      seed: int = 0) -> tuple[float, float]:
     """Bootstrap interval of one model's FD, resampling both the real and the generated features."""
-    real, fake, generator = real.double(), fake.double(), torch.Generator().manual_seed(seed)
-    return _interval(_replicates(lambda count: batched_frechet(_resampled(real, count, generator),
-                                                               _resampled(fake, count, generator)), resamples), level)
+    real, fake, generator = _Resampler(real.double()), _Resampler(fake.double()), torch.Generator().manual_seed(seed)
+    return _interval(_replicates(lambda count: batched_frechet(real.moments(count, generator),
+                                                               fake.moments(count, generator)), resamples), level)
 
 
 def frechet_difference(metric: str, real: torch.Tensor, champion: torch.Tensor, challenger: torch.Tensor,
@@ -99,11 +129,11 @@ def frechet_difference(metric: str, real: torch.Tensor, champion: torch.Tensor, 
     if min(len(real), len(champion), len(challenger)) < 2:
         raise GenPlatformError(f"{metric}: the Fréchet distance needs at least 2 real and 2 generated images")
     generator = torch.Generator().manual_seed(seed)
+    resamplers = [_Resampler(features) for features in (real, champion, challenger)]
 
     def differences(count: int) -> torch.Tensor:
-        reals = _resampled(real, count, generator)  # the same real images for both models
-        return (batched_frechet(reals, _resampled(champion, count, generator))
-                - batched_frechet(reals, _resampled(challenger, count, generator)))
+        reals, champions, challengers = (resampler.moments(count, generator) for resampler in resamplers)
+        return batched_frechet(reals, champions) - batched_frechet(reals, challengers)  # the same real images
 
     low, high = _interval(_replicates(differences, resamples), level)
     return Comparison(metric, frechet_from_features(real, challenger), frechet_from_features(real, champion),

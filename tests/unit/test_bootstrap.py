@@ -9,8 +9,10 @@ import torch
 from torch import nn
 
 from gen_platform.errors import GenPlatformError
-from gen_platform.evaluation.bootstrap import frechet_difference, paired_mean_difference
-from gen_platform.evaluation.distribution import batched_frechet, frechet_distance, frechet_from_features
+from gen_platform.evaluation import bootstrap
+from gen_platform.evaluation.bootstrap import frechet_difference, frechet_interval, paired_mean_difference
+from gen_platform.evaluation.distribution import (batched_frechet, feature_moments, frechet_distance,
+                                                  frechet_from_features)
 
 
 def test_the_paired_interval_covers_the_true_improvement_like_the_normal_theory_interval():
@@ -72,8 +74,8 @@ def test_the_fd_from_features_is_torchmetrics_fd(constant_pixel):
 def test_a_batch_mixing_definite_and_semi_definite_covariances_gives_each_its_fd():
     (real, fake), (_, flat) = _image_sets(False), _image_sets(True)
     pairs = [(real, fake), (real, flat), (fake, real)]
-    batch = batched_frechet(torch.stack([a.flatten(1) for a, _ in pairs]).double(),
-                            torch.stack([b.flatten(1) for _, b in pairs]).double())
+    stacked = lambda sets: tuple(map(torch.stack, zip(*(feature_moments(s.flatten(1)) for s in sets))))  # noqa: E731
+    batch = batched_frechet(stacked([a for a, _ in pairs]), stacked([b for _, b in pairs]))
     assert batch.tolist() == pytest.approx([frechet_distance(a, b, Flatten()) for a, b in pairs], rel=1e-4)
 
 
@@ -85,3 +87,17 @@ def test_the_fd_interval_separates_a_shifted_generator_and_not_an_equal_one():
     assert better.low > 1.0 and better.champion > better.challenger
     equal = frechet_difference("val_fd", real, other_good, good, 0.95, 300)
     assert equal.low < 0 < equal.high
+
+
+def test_both_ways_of_resampling_covariances_give_the_same_interval(monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(300, 12, generator=generator), torch.randn(300, 12, generator=generator) * 1.2
+    packed = frechet_interval(real, fake, 0.9, 100)
+    monkeypatch.setattr(bootstrap, "PRODUCT_ELEMENTS", 0)  # every replicate takes its own D×D product
+    assert frechet_interval(real, fake, 0.9, 100) == pytest.approx(packed, rel=1e-10)
+    # and both are the FDs of the resampled images themselves, drawn as the interval draws them (batch by batch)
+    draws, fds = torch.Generator().manual_seed(0), []
+    for count in (bootstrap.REPLICATES_PER_BATCH, 100 - bootstrap.REPLICATES_PER_BATCH):
+        real_draws, fake_draws = (torch.randint(300, (count, 300), generator=draws) for _ in range(2))
+        fds += [frechet_from_features(real[r], fake[f]) for r, f in zip(real_draws, fake_draws)]
+    assert packed == pytest.approx(tuple(np.quantile(fds, [0.05, 0.95])), rel=1e-10)

@@ -90,3 +90,22 @@ def test_the_fd_interval_holds_the_fd_and_shrinks_with_more_samples(setting):
     assert low <= frechet_from_features(real_features, fake_features) <= high
     few_low, few_high = frechet_interval(real_features[:150], fake_features[:150], 0.95, 300)
     assert few_high - few_low > 1.5 * (high - low)  # 150 vs 700 images: about √(700/150) ≈ 2.2× wider
+
+
+@pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save")
+def test_kid_and_the_manifold_metrics_match_the_reference_implementations():
+    """KID against torchmetrics' (float32), precision/recall/density/coverage against the `prdc` package."""
+    from prdc import compute_prdc
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 16, generator=generator)
+    fake = torch.randn(300, 16, generator=generator) * 1.3 + 0.2
+    ours = distribution_metrics(real, fake, nearest_k=5)
+    reference = compute_prdc(real_features=real.numpy(), fake_features=fake.numpy(), nearest_k=5)
+    assert 0 < reference["precision"] < 1 and 0 < reference["coverage"] < 1  # neither check is trivially met
+    assert {name: ours[name] for name in reference} == pytest.approx(reference, abs=1e-12)
+    kid = KernelInceptionDistance(feature=torch.nn.Identity(), subsets=3, subset_size=300)  # each subset: all
+    kid.update(real, real=True)
+    kid.update(fake, real=False)
+    assert ours["kid"] == pytest.approx(float(kid.compute()[0]), rel=1e-4)
