@@ -90,8 +90,9 @@ def train(params: PipelineParams, ws: Workspace, hooks: tuple = ()) -> dict[str,
     require_valid_data(ws)
     classifier = SavedClassifier.read(ws.classifier_dir)
     with training_run(ws, params) as run_id:
-        result = fit(params, ws.prepared("train"), ws.prepared("val"), run_name=run_id, root=ws.root, classifier=classifier,
-                     hooks=(*hooks, live_curves(run_id)))
+        with live_curves(run_id) as live:  # left before log_training: the two never log the same epoch at once
+            result = fit(params, ws.prepared("train"), ws.prepared("val"), run_name=run_id, root=ws.root,
+                         classifier=classifier, hooks=(*hooks, live))
         log_training(result)
         result.save_model(ws.model_dir)
     curves = [key for key in result.history[-1] if key.startswith(("train_", "val_"))]

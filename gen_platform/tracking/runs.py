@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 from typing import Any, Iterator
 
 import mlflow
@@ -12,7 +13,7 @@ from gen_platform.config import PipelineParams
 from gen_platform.evaluation.images import epoch_progress_grid, image_grid
 from gen_platform.scoring import Evaluation
 from gen_platform.tracking.lineage import lineage_tags, log_provenance, logged_params, run_name
-from gen_platform.tracking.live import LiveCurves, log_epochs
+from gen_platform.tracking.live import EpochRelay, LiveCurves, log_epochs
 from gen_platform.tracking.store import use_experiment
 from gen_platform.training.launcher import FitResult
 from gen_platform.workspace import Workspace, read_json, write_json
@@ -57,9 +58,15 @@ def training_run(ws: Workspace, params: PipelineParams) -> Iterator[str]:
     ws.in_progress_file.unlink()
 
 
-def live_curves(run_id: str) -> LiveCurves:
-    """The hook that logs each epoch to the training's run while it trains."""
-    return LiveCurves(mlflow.get_tracking_uri(), run_id)
+@contextlib.contextmanager
+def live_curves(run_id: str) -> Iterator[LiveCurves]:
+    """The hook that logs each epoch to the training's run while it trains (see `tracking/live.py`)."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        yield LiveCurves(uri, run_id)
+        return
+    with tempfile.TemporaryDirectory(prefix="genp-epochs-") as directory, EpochRelay(uri, run_id, directory):
+        yield LiveCurves(uri, run_id, relay_directory=directory)
 
 
 def log_training(result: FitResult) -> None:

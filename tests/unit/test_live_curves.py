@@ -36,3 +36,34 @@ def test_a_failed_log_is_reported_and_never_fails_the_training(monkeypatch, caps
     live.LiveCurves("sqlite:///unused.db", "run").on_epoch_reported(WorkerState(0, 1, 0, 1, resumed=False),
                                                                   {"epoch": 1})
     assert "live MLflow logging of epoch 1 failed (ConnectionError('no store'))" in capsys.readouterr().out
+
+
+def test_with_a_local_store_rank_0_leaves_each_epoch_to_the_driver_which_logs_it_while_training(monkeypatch,
+                                                                                               tmp_path):
+    arrived = threading.Event()
+    logged: list[tuple[str, list[int]]] = []
+
+    def log_in_driver(tracking_uri, run_id, records):
+        logged.append((threading.current_thread().name, [int(record["epoch"]) for record in records]))
+        arrived.set()
+        return len(records)
+
+    monkeypatch.setattr(live, "log_epochs", log_in_driver)
+    hook = live.LiveCurves("sqlite:///unused.db", "run", relay_directory=str(tmp_path))
+    with live.EpochRelay("sqlite:///unused.db", "run", str(tmp_path), interval=0.01) as relay:
+        hook.on_epoch_reported(WorkerState(0, 2, 0, 3, resumed=False), {"epoch": 1, "val_loss": 2.5})
+        hook.on_epoch_reported(WorkerState(1, 2, 0, 3, resumed=False), {"epoch": 1, "val_loss": 9.0})  # nothing
+        assert arrived.wait(timeout=10)  # logged while the training still runs
+        relay.stopped.set()  # the watcher stops polling: what comes now is left for the last sweep
+        relay.thread.join()
+        hook.on_epoch_reported(WorkerState(0, 2, 1, 3, resumed=False), {"epoch": 2, "val_loss": 2.0})
+        hook.on_epoch_reported(WorkerState(0, 2, 2, 3, resumed=False), {"epoch": 3, "val_loss": 1.5})
+    assert logged == [("epoch-relay", [1]), ("MainThread", [2, 3])]  # the watcher, then the sweep on leaving
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["epoch-000001.json", "epoch-000002.json",
+                                                                 "epoch-000003.json"]  # no half-written .tmp
+
+
+def test_rank_0_that_cannot_reach_the_drivers_directory_trains_on(capsys):
+    hook = live.LiveCurves("sqlite:///unused.db", "run", relay_directory="/nonexistent/genp-epochs")
+    hook.on_epoch_reported(WorkerState(0, 1, 0, 1, resumed=False), {"epoch": 1})
+    assert "live MLflow logging of epoch 1 failed (FileNotFoundError" in capsys.readouterr().out
