@@ -48,7 +48,14 @@ def _stage(function: Callable, name: str, help_text: str) -> None:
 _stage(stages.prepare, "prepare", "Split data/raw/<dataset>.npz into data/prepared/{train,val,test}/ shards.")
 _stage(stages.validate, "validate", "Run the Great Expectations suite; exit non-zero naming each failure.")
 _stage(stages.features, "features", "Train the domain classifier used by every distribution metric.")
-_stage(stages.train, "train", "Train model.family on Ray Train, tracked in MLflow; writes models/generator.")
+def _train(params: PipelineParams, ws: Workspace) -> None:
+    from gen_platform.training.runtime import ensure_ray
+
+    ensure_ray(state_api=False)  # this process runs one fit and ends: no Tune trial needs Ray's state API
+    stages.train(params, ws)
+
+
+_stage(_train, "train", "Train model.family on Ray Train, tracked in MLflow; writes models/generator.")
 _stage(stages.evaluate, "evaluate", "Score the model (fd, kid, precision, recall, ...; VAE: ELBO, nll) and draw it.")
 _stage(stages.register, "register", "Register the model; move the champion alias only if it is better.")
 

@@ -55,7 +55,11 @@ def owns_local_runtime() -> bool:
     return _local_runtime_started_here and ray.is_initialized()
 
 
-def ensure_ray() -> None:
+def ensure_ray(state_api: bool = True) -> None:
+    """`state_api=False`: a local runtime starts without the dashboard, which serves Ray's state API. Only a Tune
+    trial's placement-group cleaner needs that API (a fit on a local runtime runs without one, see `trainer.py`),
+    so a process that runs one fit and exits (`genp train`) skips it: a dashboard process and its ten module
+    processes, started with every runtime."""
     global _local_runtime_started_here
     import ray
 
@@ -85,9 +89,12 @@ def ensure_ray() -> None:
         # to release the workers of a stopped Tune trial. Left to auto-detection, the cleaner fails with
         # "Found multiple active Ray instances" whenever another Ray runs on this machine, the CPUs of stopped
         # trials are never released, and a search hangs. So the API address is pinned for every actor.
-        port = free_loopback_port()
-        env_vars["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-        local = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port}
+        if state_api:
+            port = free_loopback_port()
+            env_vars["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+            local = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port}
+        else:
+            local = {"include_dashboard": False}
         # The raylet (started here, it inherits this environment) would start one idle worker per CPU for the
         # first driver. They lack this job's runtime_env, so no actor of ours can use them: they only took CPU
         # from the actors that start at the same time.
