@@ -97,11 +97,14 @@ def kernel_inception_distance(real: torch.Tensor, fake: torch.Tensor, subsets: i
                               seed: int = 0) -> float:
     """KID (Bińkowski et al. 2018): the unbiased MMD² between the two sets under the cubic polynomial kernel
     k(x, y) = (xᵀy / D + 1)³, averaged over `subsets` random subsets of `subset_size` features from each set.
-    The kernel matrices are computed once for the whole sets and each subset sums its block of them."""
+    The kernel matrices are computed once for the whole sets and each subset sums its block of them. Where the
+    subsets are as large as both sets (the default, 1000 of 1000), each one is both whole sets: one is summed."""
     real, fake = real.double(), fake.double()
     kernel = lambda x, y: (x @ y.T / real.shape[1] + 1) ** 3  # noqa: E731
     k_rr, k_ff, k_rf = kernel(real, real), kernel(fake, fake), kernel(real, fake)
     generator, m = torch.Generator().manual_seed(seed), subset_size
+    if m == len(real) == len(fake):
+        subsets = 1
     values = []
     for _ in range(subsets):
         r = torch.randperm(len(real), generator=generator)[:m]
