@@ -7,7 +7,8 @@ Who logs depends on the store:
 - a local store (the default SQLite file): the driver, which has MLflow loaded and the store open. Rank 0 only
   leaves each epoch's record as a small file in a directory the driver watches (`EpochRelay`). Logging from the
   worker imported MLflow and opened its store there, on a thread beside the training (about 3 s of CPU, and the
-  GIL): on digits, epochs 2-6 trained 3-20× slower and `genp train` took 2.5 s longer;
+  GIL): on digits, epochs 2-6 trained 3-20× slower and `genp train` took 1.2 s longer (medians of 4
+  interleaved runs);
 - a tracking server: rank 0 logs to it directly, on a background thread, one epoch after another (a worker on
   another node reaches the server, not the driver's disk), and waits for it only after the last epoch.
 """
@@ -69,15 +70,17 @@ class LiveCurves(EpochHook):
             path.with_suffix(".tmp").write_text(json.dumps(record))
             os.replace(path.with_suffix(".tmp"), path)  # the relay never reads half a record
         except OSError as error:  # rank 0 on another node than the driver: no live curves, never a failed training
-            print(f"live MLflow logging of epoch {record['epoch']} failed ({error!r}); logged after training",
-                  flush=True)
+            _missed(record, error)
 
     def _log(self, record: dict[str, float]) -> None:
         try:
             log_epochs(self.tracking_uri, self.run_id, [record])
         except Exception as error:  # the curves are filled in after training; never fail the training
-            print(f"live MLflow logging of epoch {record['epoch']} failed ({error!r}); logged after training",
-                  flush=True)
+            _missed(record, error)
+
+
+def _missed(record: dict[str, float], error: Exception) -> None:
+    print(f"live MLflow logging of epoch {record['epoch']} failed ({error!r}); logged after training", flush=True)
 
 
 class EpochRelay:
