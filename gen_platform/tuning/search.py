@@ -1,8 +1,10 @@
 """Hyperparameter search with Ray Tune: ASHA stops weak trials early, and every trial is accounted for.
 
 A trial with one worker (the default) is a plain Tune function trainable: one process that runs the training
-loop and reports straight to Tune, so when ASHA stops it or it fails, Tune removes its process and its
-placement group itself and nothing else holds CPUs. A trial with several workers runs a Ray Train
+loop and reports straight to Tune, so when ASHA stops it or it fails, Tune ends it and its placement group
+itself and nothing else holds CPUs. Its process then runs the next trial (Tune's `reuse_actors`): a new
+process would import Ray, torch and the platform again, about 3 s of CPU per trial. Tune starts a new one
+when the stopped trial's loop does not return within 2 s (an epoch longer than that) and after a failure. A trial with several workers runs a Ray Train
 `TorchTrainer` from a 0.01-CPU driver (DDP inside the trial); see docs/troubleshooting.md for what that
 costs on a small machine.
 """
@@ -169,7 +171,8 @@ def run_search(params: PipelineParams, train: ImageArrays | ShardedSplit, val: I
         param_space=space or family.search_space(),
         tune_config=tune.TuneConfig(metric=family.selection_metric, mode="min", scheduler=scheduler,
                                     search_alg=search_alg, num_samples=settings.trials,
-                                    max_concurrent_trials=concurrency, time_budget_s=settings.time_budget_s),
+                                    max_concurrent_trials=concurrency, time_budget_s=settings.time_budget_s,
+                                    reuse_actors=single),
         run_config=tune.RunConfig(name=name, storage_path=storage_path(params, root), verbose=0,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=callbacks),
     )

@@ -124,7 +124,9 @@ def up() -> None:
                                          "--port", str(PORTS["prefect"]), "--analytics-off"], _env())
     pids["mlflow"] = _spawn("mlflow", [str(BIN / "mlflow"), "server", "--host", HOST, "--port", str(PORTS["mlflow"]),
                                        "--backend-store-uri", f"sqlite:///{STORE / 'mlflow.db'}",
-                                       "--artifacts-destination", str(STORE / "mlartifacts"), "--workers", "1"], _env())
+                                       "--artifacts-destination", str(STORE / "mlartifacts"), "--workers", "1"],
+                           # without MLflow's server-side GenAI jobs: never used here, and eight processes (a runner, seven consumers)
+                           _env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
     record()
     _wait_http(urls()["prefect"] + "/api/health", "Prefect server", expect=b"true")
     _wait_http(urls()["mlflow"] + "/health", "MLflow server")

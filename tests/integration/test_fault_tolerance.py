@@ -1,4 +1,6 @@
-"""A lost worker costs at most one epoch; a lost driver resumes from the same storage path and MLflow run."""
+"""A training as it runs: a lost worker costs at most one epoch; a lost driver resumes from the same storage path
+and MLflow run; a watcher sees per-epoch metrics while the run is RUNNING. The tests share one prepared
+workspace and run in order."""
 
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ import pytest
 from tests.integration.workspace import make_workspace, mlflow_client, run
 
 pytestmark = pytest.mark.integration
+EPOCHS = 4
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     # two DDP workers: the group loses one of them and restarts both from the checkpoint
     ws = make_workspace(tmp_path_factory.mktemp("faults"),
-                        {"train": {"epochs": 4, "max_failures": 2, "num_workers": 2, "cpus_per_worker": 1}})
+                        {"train": {"epochs": EPOCHS, "max_failures": 2, "num_workers": 2, "cpus_per_worker": 1}})
     for stage in ("prepare", "validate", "features"):
         run(["genp", stage], ws)
     return ws
@@ -104,3 +107,59 @@ def test_driver_loss_resumes_the_same_run(workspace):
     steps = sorted(m.step for m in client.get_metric_history(run_id, "val_neg_elbo"))
     assert steps == list(range(1, 13))
     assert client.get_run(run_id).info.status == "FINISHED" and not in_progress.exists()
+
+
+# Rank 0 waits at the start of epoch 2 until the test has looked (a file barrier); the hook is defined in the
+# driver's __main__, so Ray ships it to the workers by value.
+WATCHED_DRIVER = """
+import time
+from pathlib import Path
+from gen_platform.config import load_params
+from gen_platform.stages import train
+from gen_platform.training.hooks import EpochHook
+from gen_platform.workspace import Workspace
+
+class WaitBeforeEpochTwo(EpochHook):
+    def __init__(self, folder):
+        self.folder = Path(folder)  # absolute: a Ray worker runs in a directory of its own
+
+    def on_epoch_start(self, state):
+        if state.rank == 0 and state.epoch == 1:
+            (self.folder / "ready").touch()
+            deadline = time.monotonic() + 300
+            while not (self.folder / "go").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+train(load_params("params.yaml"), Workspace.at("."), hooks=(WaitBeforeEpochTwo(Path.cwd().resolve()),))
+"""
+
+
+def test_a_watcher_sees_per_epoch_metrics_while_the_run_is_running(workspace):
+    """Curves appear in MLflow while the training runs: the first epoch's metrics on a RUNNING run. (Last in the
+    module: the runs before it have finished, so the running one is the watched one.)"""
+    env = {**{k: v for k, v in os.environ.items() if k not in {"MLFLOW_TRACKING_URI", "RAY_ADDRESS"}},
+           "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}  # a short run still gets system metrics samples
+    driver = subprocess.Popen([sys.executable, "-c", WATCHED_DRIVER], cwd=workspace, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (workspace / "ready").exists():
+            assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()[0]
+            time.sleep(0.2)
+        client, _ = _runs(workspace)
+        experiment_id = client.get_experiment_by_name("digits").experiment_id
+        (watched,) = client.search_runs([experiment_id], "attributes.status = 'RUNNING'")
+        # rank 0 logs in the background: epoch 1 arrives while the training is held before epoch 2
+        steps_while_training = []
+        while not steps_while_training and time.monotonic() < deadline:
+            steps_while_training = [m.step for m in client.get_metric_history(watched.info.run_id, "val_neg_elbo")]
+            time.sleep(0.2)
+    finally:
+        (workspace / "go").touch()
+    output = driver.communicate(timeout=300)[0]
+    assert driver.returncode == 0, output
+    assert steps_while_training == [1]
+    finished = client.get_run(watched.info.run_id)
+    assert finished.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(watched.info.run_id, "val_neg_elbo")] == list(range(1, EPOCHS + 1))
+    assert any(key.startswith("system/") for key in finished.data.metrics), sorted(finished.data.metrics)

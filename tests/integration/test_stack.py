@@ -63,6 +63,16 @@ def test_deployments_exist_with_the_retrain_schedule(stack):
     assert all(f"{name}/{name}" in listed.stdout for name in ("train", "tune", "retrain"))
 
 
+def test_the_mlflow_server_runs_without_the_genai_job_runner(stack):
+    """MLflow's server-side jobs (GenAI scorers, evaluations, prompt optimisation) are off: the platform never uses
+    them, and they take eight processes (a job runner and seven huey consumers)."""
+    workspace, _ = stack
+    state = json.loads((workspace / ".stack" / "stack.json").read_text())
+    commands = [" ".join(process.cmdline()) for process in process_trees([state["pids"]["mlflow"]])]
+    assert any("uvicorn" in command for command in commands), commands  # the server's own processes were seen
+    assert [command for command in commands if "mlflow.server.jobs" in command] == [], commands
+
+
 def test_bad_parameter_fails_before_any_run(stack):
     _, urls = stack
     versions_before = len(_registry(urls, "vae-digits")[1])

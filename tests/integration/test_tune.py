@@ -38,6 +38,10 @@ def test_search_registers_the_best_trial(workspace, family):
     assert summary["trial_epochs"] < TRIALS * EPOCHS  # early stopping saved compute
     assert summary["metric"] == ("val_neg_elbo" if family == "vae" else "val_fd")
     assert "best trial" in result.stdout and "0 failed" in result.stdout
+    # trials ran in fewer processes than trials: a process whose trial ended ran the next one (reuse_actors)
+    results = (workspace / "ray_results" / f"tune-{summary['parent_run_id']}").glob("*/result.json")
+    pids = {json.loads(line)["pid"] for path in results for line in path.read_text().splitlines()}
+    assert 1 <= len(pids) < TRIALS, pids
 
     client = mlflow_client(workspace)
     parent = client.get_run(summary["parent_run_id"])
