@@ -73,6 +73,11 @@ def tune(family: Annotated[str | None, typer.Option(help=f"one of {sorted(FAMILI
     merged = deep_merge(_overrides(set_), {"tune": {k: v for k, v in options.items() if v is not None}})
     base = load_params(params)
     base = params_for(params, family or base.model.family, base.data.dataset, merged)
+    from gen_platform.training.runtime import ensure_ray
+
+    # This process runs one search and ends. Only a multi-worker trial runs Ray Train, whose placement-group
+    # cleaner needs Ray's state API; a single-process trial is a plain Tune trainable.
+    ensure_ray(state_api=base.tune.workers_per_trial > 1)
     stages.tune(base, Workspace.at(root), resume=resume)
 
 

@@ -58,8 +58,8 @@ def owns_local_runtime() -> bool:
 def ensure_ray(state_api: bool = True) -> None:
     """`state_api=False`: a local runtime starts without the dashboard, which serves Ray's state API. Only a Tune
     trial's placement-group cleaner needs that API (a fit on a local runtime runs without one, see `trainer.py`),
-    so a process that runs one fit and exits (`genp train`) skips it: a dashboard process and its ten module
-    processes, started with every runtime."""
+    so a process that runs one fit and exits (`genp train`), or one search of single-process trials (`genp tune`
+    by default), skips it: a dashboard process and its ten module processes, started with every runtime."""
     global _local_runtime_started_here
     import ray
 
@@ -86,7 +86,7 @@ def ensure_ray(state_api: bool = True) -> None:
         # nice 0 trained faster in 4, median ratio 1.07).
         env_vars[WORKER_NICENESS] = os.environ.get(WORKER_NICENESS, "0")
         # A local runtime gets a dashboard on loopback: Train V2's PlacementGroupCleaner needs its state API
-        # to release the workers of a stopped Tune trial. Left to auto-detection, the cleaner fails with
+        # to release the workers of a stopped multi-worker Tune trial. Left to auto-detection, the cleaner fails with
         # "Found multiple active Ray instances" whenever another Ray runs on this machine, the CPUs of stopped
         # trials are never released, and a search hangs. So the API address is pinned for every actor.
         if state_api:

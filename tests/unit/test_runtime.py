@@ -1,5 +1,6 @@
 """What a local Ray runtime is started with: the dashboard (Ray's state API, for Tune's placement-group cleaner)
-on loopback unless the process says it needs no state API (`genp train`: one fit, then the process ends)."""
+on loopback unless the process says it needs no state API (`genp train`: one fit, then the process ends; `genp
+tune` with single-process trials: one search without Ray Train)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,20 @@ def test_a_single_fit_starts_no_dashboard(init_calls):
     assert options["include_dashboard"] is False
     assert "RAY_API_SERVER_ADDRESS" not in options["runtime_env"]["env_vars"]
     assert runtime.owns_local_runtime()
+
+
+@pytest.mark.parametrize(("workers_per_trial", "state_api"), [(1, False), (2, True)])
+def test_a_search_starts_the_dashboard_only_for_multi_worker_trials(monkeypatch, workers_per_trial, state_api):
+    """`genp tune` runs one search and ends; only a multi-worker trial (Ray Train inside) needs the state API."""
+    from typer.testing import CliRunner
+
+    from gen_platform import cli, stages
+    from tests.conftest import REPO
+
+    asked: list[bool] = []
+    monkeypatch.setattr(runtime, "ensure_ray", lambda state_api=True: asked.append(state_api))
+    monkeypatch.setattr(stages, "tune", lambda params, ws, resume=False: None)
+    result = CliRunner().invoke(cli.app, ["tune", "--params", str(REPO / "params.yaml"),
+                                          "-s", f"tune.workers_per_trial={workers_per_trial}"])
+    assert result.exit_code == 0, result.output
+    assert asked == [state_api]
