@@ -7,7 +7,11 @@ STAMP := $(VENV)/.installed
 # --compile-bytecode: uv, unlike pip, leaves packages uncompiled, and where PYTHONDONTWRITEBYTECODE is set (as in
 # CI here) every process would then re-compile Ray, MLflow and Great Expectations on import: 2-2.5x slower imports
 # in every stage, Ray worker and test subprocess.
-INSTALL := $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt
+# torch's pinned CPU build (+cpu) lies in pip's find-links directory on this machine (PIP_FIND_LINKS, or pip's
+# config), not on PyPI; uv is pointed there too, so one uv call installs everything (pip took 26 s for torch alone).
+FIND_LINKS := $(strip $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)))
+INSTALL := $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt \
+	$(foreach links,$(FIND_LINKS),--find-links $(links))
 export PATH := $(BIN):$(PATH)
 
 .PHONY: setup run test test-unit bench clean stack-up stack-down
@@ -17,9 +21,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@bash infra/local/install-system-packages.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@# pip for torch (its CPU build lies on this machine's disk, where uv does not look) and uv itself; uv,
-	@# several times faster, for the rest, under the same pins.
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch uv
+	@# pip only for uv itself; uv, several times faster, for everything else under the same pins
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
 	$(INSTALL) -e ".[test]"
 	@touch $@
 
