@@ -51,6 +51,7 @@ bench: setup
 	python -m bench.stack_load
 	python -m bench.scale
 	python -m bench.feedback
+	python -m bench.make_test
 
 # Prefect server, MLflow server, Ray head and the deployments' serve process, on 127.0.0.1.
 stack-up: setup

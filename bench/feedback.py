@@ -28,10 +28,11 @@ ROUNDS = 2
 TARGETS = {"make_run": 150, "dvc_repro_forced": 30}
 
 
-def _timed(command: list[str], cwd: Path) -> tuple[float, list[tuple[float, str]]]:
+def timed(command: list[str], cwd: Path, **extra_env: str) -> tuple[float, list[tuple[float, str]]]:
     """Wall seconds of `command` and its output lines, each with the second it appeared."""
     env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"}}
     env["PATH"] = f"{cwd / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
+    env.update(extra_env)
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = [(time.perf_counter() - started, line.rstrip()) for line in process.stdout]
@@ -50,12 +51,12 @@ def _round() -> tuple[float, float, dict[str, float]]:
     with tempfile.TemporaryDirectory(prefix="genp-feedback-") as directory:
         clone = Path(directory) / "clone"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-        make_run, _ = _timed(["make", "run"], clone)
-        repro, lines = _timed(["dvc", "repro", "-f", "--no-run-cache"], clone)
+        make_run, _ = timed(["make", "run"], clone)
+        repro, lines = timed(["dvc", "repro", "-f", "--no-run-cache"], clone)
     return make_run, repro, _stage_seconds(lines, repro)
 
 
-def _summary(seconds: list[float], target: float) -> dict:
+def summary(seconds: list[float], target: float) -> dict:
     median = statistics.median(seconds)
     return {"seconds_per_round": [round(s, 1) for s in seconds], "median_seconds": round(median, 1),
             "min": round(min(seconds), 1), "max": round(max(seconds), 1), "target_seconds": target,
@@ -67,8 +68,8 @@ def main() -> None:
     rounds = [_round() for _ in range(ROUNDS)]
     stages = {name: round(statistics.median(r[2][name] for r in rounds), 1) for name in rounds[0][2]}
     result = {"benchmark": "feedback", "commit": commit, "cpus": os.cpu_count(), "rounds": ROUNDS,
-              "make_run_fresh_clone": _summary([r[0] for r in rounds], TARGETS["make_run"]),
-              "dvc_repro_forced": _summary([r[1] for r in rounds], TARGETS["dvc_repro_forced"]),
+              "make_run_fresh_clone": summary([r[0] for r in rounds], TARGETS["make_run"]),
+              "dvc_repro_forced": summary([r[1] for r in rounds], TARGETS["dvc_repro_forced"]),
               "dvc_repro_stage_seconds_median": stages,
               "dvc_repro_stage_seconds_per_round": [r[2] for r in rounds]}
     write_result(RESULT, result)

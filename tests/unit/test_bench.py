@@ -104,3 +104,13 @@ def test_cpu_sampler_sees_this_process_busy():
     # sampler adds up every process with this command line (the other xdist worker too), so at least that
     assert used / (end - start) > 0.2
     assert sampler.shares(start, end)[process_name(me.cmdline())] >= used / (end - start) - 0.15
+
+
+def test_make_test_reads_pytests_summary_line():
+    from bench.make_test import pytest_summary
+
+    lines = ["....", "=== 341 passed, 1 warning in 548.81s (0:09:08) ===", "rc=0"]
+    assert pytest_summary(lines) == (341, 548.81)
+    assert pytest_summary(["== 12 passed in 3.50s =="]) == (12, 3.5)
+    with pytest.raises(SystemExit, match="no pytest summary"):  # a run with failures is no reading
+        pytest_summary(["== 1 failed, 11 passed in 3.50s =="])
