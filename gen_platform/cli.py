@@ -48,6 +48,8 @@ def _stage(function: Callable, name: str, help_text: str) -> None:
 _stage(stages.prepare, "prepare", "Split data/raw/<dataset>.npz into data/prepared/{train,val,test}/ shards.")
 _stage(stages.validate, "validate", "Run the Great Expectations suite; exit non-zero naming each failure.")
 _stage(stages.features, "features", "Train the domain classifier used by every distribution metric.")
+
+
 def _train(params: PipelineParams, ws: Workspace) -> None:
     from gen_platform.training.runtime import ensure_ray
 

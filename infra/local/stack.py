@@ -125,7 +125,8 @@ def up() -> None:
     pids["mlflow"] = _spawn("mlflow", [str(BIN / "mlflow"), "server", "--host", HOST, "--port", str(PORTS["mlflow"]),
                                        "--backend-store-uri", f"sqlite:///{STORE / 'mlflow.db'}",
                                        "--artifacts-destination", str(STORE / "mlartifacts"), "--workers", "1"],
-                           # without MLflow's server-side GenAI jobs: never used here, and eight processes (a runner, seven consumers)
+                           # without MLflow's server-side GenAI jobs: never used here, eight processes (a runner and
+                           # seven consumers)
                            _env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
     record()
     _wait_http(urls()["prefect"] + "/api/health", "Prefect server", expect=b"true")

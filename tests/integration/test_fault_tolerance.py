@@ -161,5 +161,6 @@ def test_a_watcher_sees_per_epoch_metrics_while_the_run_is_running(workspace):
     assert steps_while_training == [1]
     finished = client.get_run(watched.info.run_id)
     assert finished.info.status == "FINISHED"
-    assert [m.step for m in client.get_metric_history(watched.info.run_id, "val_neg_elbo")] == list(range(1, EPOCHS + 1))
+    steps = [m.step for m in client.get_metric_history(watched.info.run_id, "val_neg_elbo")]
+    assert steps == list(range(1, EPOCHS + 1))
     assert any(key.startswith("system/") for key in finished.data.metrics), sorted(finished.data.metrics)
