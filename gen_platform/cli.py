@@ -15,6 +15,7 @@ from gen_platform import stages
 from gen_platform.config import PipelineParams, deep_merge, load_params, params_for, parse_override
 from gen_platform.errors import GenPlatformError
 from gen_platform.models import FAMILIES
+from gen_platform.validation.gate import require_valid_data
 from gen_platform.workspace import Workspace
 
 app = typer.Typer(help="gen_platform: train generative image models reproducibly.", no_args_is_help=True,
@@ -53,6 +54,7 @@ _stage(stages.features, "features", "Train the domain classifier used by every d
 def _train(params: PipelineParams, ws: Workspace) -> None:
     from gen_platform.training.runtime import ensure_ray
 
+    require_valid_data(ws)  # refused before the Ray runtime starts, not 10 s later
     ensure_ray(state_api=False)  # this process runs one fit and ends: no Tune trial needs Ray's state API
     stages.train(params, ws)
 
@@ -77,10 +79,13 @@ def tune(family: Annotated[str | None, typer.Option(help=f"one of {sorted(FAMILI
     base = params_for(params, family or base.model.family, base.data.dataset, merged)
     from gen_platform.training.runtime import ensure_ray
 
+    workspace = Workspace.at(root)
+    require_valid_data(workspace)  # refused before the Ray runtime starts
+
     # This process runs one search and ends. Only a multi-worker trial runs Ray Train, whose placement-group
     # cleaner needs Ray's state API; a single-process trial is a plain Tune trainable.
     ensure_ray(state_api=base.tune.workers_per_trial > 1)
-    stages.tune(base, Workspace.at(root), resume=resume)
+    stages.tune(base, workspace, resume=resume)
 
 
 @data_app.command("import", help="Write a built-in dataset (digits, fashion-mnist, photo-crops) to "

@@ -161,24 +161,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _stop_groups(pids: list[int], timeout: float = 20) -> None:
+    """SIGTERM to each process group, SIGKILL to those still alive after `timeout` seconds."""
+    alive = [pid for pid in pids if _alive(pid)]
+    for pid in alive:
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in alive) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in alive:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def down() -> None:
     record = STACK / "stack.json"
     if not record.exists():
         print(f"no stack recorded in {record}")
         return
     state = json.loads(record.read_text())
-    for name in ("serve", "prefect", "mlflow"):  # serve first: it cancels its runs and pauses schedules
-        pid = state["pids"].get(name)
-        if pid is None or not _alive(pid):
-            continue
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    # serve first, alone: it cancels its runs and pauses schedules through the Prefect server; then the two
+    # servers together (each takes 2-3 s to stop)
+    for names in (("serve",), ("prefect", "mlflow")):
+        _stop_groups([state["pids"][name] for name in names if state["pids"].get(name) is not None])
     # Ray's daemons are not our children; their command lines all name this stack's temp dir.
     subprocess.run(["pkill", "-TERM", "-f", state["ray_temp_dir"]], check=False)
     time.sleep(2)

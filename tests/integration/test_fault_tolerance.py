@@ -1,6 +1,6 @@
 """A training as it runs: a lost worker costs at most one epoch; a lost driver resumes from the same storage path
-and MLflow run; a watcher sees per-epoch metrics while the run is RUNNING. The tests share one prepared
-workspace and run in order."""
+and MLflow run; a watcher sees per-epoch metrics while the run is RUNNING; a local DDP training listens on
+loopback only. The tests share one prepared workspace and run in order."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
+import psutil
 import pytest
 
+from tests.integration.sockets import beyond_loopback, listening, process_trees
 from tests.integration.workspace import make_workspace, mlflow_client, run
 
 pytestmark = pytest.mark.integration
@@ -109,11 +113,12 @@ def test_driver_loss_resumes_the_same_run(workspace):
     assert client.get_run(run_id).info.status == "FINISHED" and not in_progress.exists()
 
 
-# Rank 0 waits at the start of epoch 2 until the test has looked (a file barrier); the hook is defined in the
+# Rank 0 waits at the start of epoch 2 until the tests have looked (a file barrier); the hook is defined in the
 # driver's __main__, so Ray ships it to the workers by value.
 WATCHED_DRIVER = """
 import time
 from pathlib import Path
+import ray
 from gen_platform.config import load_params
 from gen_platform.stages import train
 from gen_platform.training.hooks import EpochHook
@@ -131,13 +136,34 @@ class WaitBeforeEpochTwo(EpochHook):
                 time.sleep(0.1)
 
 train(load_params("params.yaml"), Workspace.at("."), hooks=(WaitBeforeEpochTwo(Path.cwd().resolve()),))
+print("SESSION", ray._private.worker._global_node.get_session_dir_path())
 """
 
 
-def test_a_watcher_sees_per_epoch_metrics_while_the_run_is_running(workspace):
-    """Curves appear in MLflow while the training runs: the first epoch's metrics on a RUNNING run. (Last in the
-    module: the runs before it have finished, so the running one is the watched one.)"""
-    env = {**{k: v for k, v in os.environ.items() if k not in {"MLFLOW_TRACKING_URI", "RAY_ADDRESS"}},
+@dataclass
+class PausedTraining:
+    """What the tests saw while the training was held, and how it ended."""
+
+    run_id: str
+    steps_while_training: list[int]
+    processes: list[psutil.Process]
+    names: str
+    sockets: list[tuple[str, str, int]]
+    controller_env: dict[str, str]
+    torch_loaded: dict[str, bool]
+    worker_niceness: list[int]
+    actors: set[str]
+    returncode: int
+    output: str
+
+
+@pytest.fixture(scope="module")
+def paused_training(workspace) -> PausedTraining:
+    """A local DDP training (2 Ray Train workers, so a TCPStore rendezvous too) through `stages.train`, held
+    before its second epoch while its MLflow run, processes and sockets are looked at. (Used by the module's last
+    tests: the runs before them have finished, so the RUNNING run is the watched one.)"""
+    drop = {"MLFLOW_TRACKING_URI", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"}
+    env = {**{k: v for k, v in os.environ.items() if k not in drop},
            "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}  # a short run still gets system metrics samples
     driver = subprocess.Popen([sys.executable, "-c", WATCHED_DRIVER], cwd=workspace, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
@@ -146,6 +172,14 @@ def test_a_watcher_sees_per_epoch_metrics_while_the_run_is_running(workspace):
         while not (workspace / "ready").exists():
             assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()[0]
             time.sleep(0.2)
+        processes = process_trees([driver.pid])
+        controllers = [p for p in processes if p.cmdline() and p.cmdline()[0].startswith("ray::TrainController")]
+        seen = {"processes": processes, "names": " ".join(process.name() for process in processes),
+                "sockets": listening(processes), "controller_env": controllers[0].environ() if controllers else {},
+                "torch_loaded": {_actor(p): any("libtorch_cpu" in m.path for m in p.memory_maps()) for p in processes
+                                 if _actor(p) in {"RayTrainWorker", *HELPER_ACTORS}},
+                "worker_niceness": [p.nice() for p in processes if _actor(p) == "RayTrainWorker"],
+                "actors": {_actor(p) for p in processes} - {""}}
         client, _ = _runs(workspace)
         experiment_id = client.get_experiment_by_name("digits").experiment_id
         (watched,) = client.search_runs([experiment_id], "attributes.status = 'RUNNING'")
@@ -157,10 +191,50 @@ def test_a_watcher_sees_per_epoch_metrics_while_the_run_is_running(workspace):
     finally:
         (workspace / "go").touch()
     output = driver.communicate(timeout=300)[0]
-    assert driver.returncode == 0, output
-    assert steps_while_training == [1]
-    finished = client.get_run(watched.info.run_id)
+    return PausedTraining(watched.info.run_id, steps_while_training, returncode=driver.returncode, output=output,
+                          **seen)
+
+
+def test_a_watcher_sees_per_epoch_metrics_while_the_run_is_running(workspace, paused_training):
+    """Curves appear in MLflow while the training runs: the first epoch's metrics on a RUNNING run."""
+    assert paused_training.returncode == 0, paused_training.output
+    assert paused_training.steps_while_training == [1]
+    client, _ = _runs(workspace)
+    finished = client.get_run(paused_training.run_id)
     assert finished.info.status == "FINISHED"
-    steps = [m.step for m in client.get_metric_history(watched.info.run_id, "val_neg_elbo")]
+    steps = [m.step for m in client.get_metric_history(paused_training.run_id, "val_neg_elbo")]
     assert steps == list(range(1, EPOCHS + 1))
     assert any(key.startswith("system/") for key in finished.data.metrics), sorted(finished.data.metrics)
+
+
+HELPER_ACTORS = ("SynchronizationActor",)
+# started by a plain TorchTrainer fit, and of no use to a fit on a runtime its own process started (trainer.py)
+UNUSED_ACTORS = {"_AutoscalingCoordinatorActor", "PlacementGroupCleaner", "DatasetManager"}
+
+
+def test_a_local_ddp_training_listens_on_loopback_only(paused_training):
+    """Loopback means loopback: no process of the local runtime listens on anything but 127.0.0.1 while a DDP
+    training runs. (The stack's servers are checked in test_stack.py.)"""
+    seen = paused_training
+    assert seen.returncode == 0, seen.output
+    assert "gcs_server" in seen.names and "raylet" in seen.names, seen.names  # the runtime's daemons were checked
+    assert len(seen.sockets) >= 10, seen.sockets
+    assert beyond_loopback(seen.sockets) == [], beyond_loopback(seen.sockets)
+    # the training workers are the workload of a local runtime: normal priority, not Ray's nice 15
+    assert seen.worker_niceness == [0, 0], seen.worker_niceness
+    # a local runtime cannot be preempted: its fits start no PreemptionWatcher actor
+    assert seen.controller_env.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER") == "0", seen.names
+    assert {"TrainController", "RayTrainWorker", *HELPER_ACTORS} <= seen.actors, seen.actors
+    assert not seen.actors & UNUSED_ACTORS, seen.actors
+    # Ray's helper actors start without torch (the loopback hook waits for torch's own import); the workers have it
+    assert seen.torch_loaded == {"RayTrainWorker": True} | dict.fromkeys(HELPER_ACTORS, False), seen.names
+    # no idle workers prestarted for the first driver (they could never serve this job's actors)
+    session = Path(seen.output.split("SESSION ")[1].split()[0])
+    assert [log.name for log in (session / "logs").glob("worker-*-ffffffff-*.out")] == []
+
+
+def _actor(process) -> str:
+    command = process.cmdline()
+    if not command or not command[0].startswith("ray::"):
+        return ""
+    return command[0].removeprefix("ray::").split(".")[0]  # "ray::SynchronizationActor.broadcast_from_rank_zero"

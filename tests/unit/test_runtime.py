@@ -4,6 +4,8 @@ tune` with single-process trials: one search without Ray Train)."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import ray
 
@@ -49,8 +51,26 @@ def test_a_search_starts_the_dashboard_only_for_multi_worker_trials(monkeypatch,
 
     asked: list[bool] = []
     monkeypatch.setattr(runtime, "ensure_ray", lambda state_api=True: asked.append(state_api))
+    monkeypatch.setattr(cli, "require_valid_data", lambda ws: None)
     monkeypatch.setattr(stages, "tune", lambda params, ws, resume=False: None)
     result = CliRunner().invoke(cli.app, ["tune", "--params", str(REPO / "params.yaml"),
                                           "-s", f"tune.workers_per_trial={workers_per_trial}"])
     assert result.exit_code == 0, result.output
     assert asked == [state_api]
+
+
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_data_that_failed_validation_is_refused_before_a_runtime_starts(monkeypatch, tmp_path, capsys, command):
+    from gen_platform import cli, quick_exit
+    from gen_platform.workspace import Workspace, write_json
+    from tests.conftest import REPO
+
+    asked: list[bool] = []
+    monkeypatch.setattr(runtime, "ensure_ray", lambda state_api=True: asked.append(state_api))
+    monkeypatch.setattr(quick_exit, "_status", [])  # the console script's exit status, not this test process's
+    write_json(Workspace.at(tmp_path).metrics("validation"), {"success": False})
+    monkeypatch.setattr(sys, "argv", ["genp", command, "--params", str(REPO / "params.yaml"), "--root", str(tmp_path)])
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    assert ended.value.code == 1 and asked == []
+    assert "failed validation" in capsys.readouterr().err
