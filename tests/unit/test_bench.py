@@ -114,3 +114,17 @@ def test_make_test_reads_pytests_summary_line():
     assert pytest_summary(["== 12 passed in 3.50s =="]) == (12, 3.5)
     with pytest.raises(SystemExit, match="no pytest summary"):  # a run with failures is no reading
         pytest_summary(["== 1 failed, 11 passed in 3.50s =="])
+
+
+def test_feedback_adds_up_the_fixed_costs_as_the_six_stages_pay_them(monkeypatch, tmp_path):
+    from bench import feedback
+
+    # constructed process times, in seconds: CLI 2, MLflow's store +3, Great Expectations +4, a Ray runtime +5
+    costs = {"pass": 0.1, feedback.CLI: 2.0}
+    costs.update({feedback.FLOORS["cli_mlflow_store"]: 5.0, feedback.FLOORS["cli_great_expectations"]: 6.0,
+                  feedback.FLOORS["cli_ray_runtime"]: 7.0})
+    timings = iter([0.0, 1.0])  # the first CLI process is 1 s slower than its two repeats: the median leaves it out
+    monkeypatch.setattr(feedback, "timed", lambda command, cwd: (costs[command[-1]] + next(timings, 0.0), []))
+    floors = feedback._floors(tmp_path)
+    assert floors["cli"] == 2.0 and floors["cli_ray_runtime"] == 7.0
+    assert floors["pipeline_floor_seconds"] == 6 * 2.0 + 3 * 3.0 + 4.0 + 5.0
