@@ -16,13 +16,26 @@ from gen_platform.workspace import Workspace
 from tests.unit import toy_family
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray runtime for the module's trainings and searches, stopped after the last."""
+    import ray
+
+    from gen_platform.training.runtime import ensure_ray
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("RAY_ADDRESS", raising=False)
+        ensure_ray()
+        yield
+        ray.shutdown()
+
+
 @pytest.fixture()
-def toy(monkeypatch, tmp_path):
+def toy(monkeypatch, tmp_path, local_ray):
     monkeypatch.setitem(FAMILIES, "toy", toy_family.FAMILY)  # first, so that teardown removes it again
     register_family(toy_family.FAMILY)
     cloudpickle.register_pickle_by_value(toy_family)  # Ray workers need not import the tests package
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     yield toy_family.FAMILY
     cloudpickle.unregister_pickle_by_value(toy_family)
 
@@ -41,13 +54,9 @@ def _prepared(tmp_path, **sections):
 
 def test_a_registered_family_trains_evaluates_and_registers(toy, tmp_path):
     import mlflow
-    import ray
 
     params, ws = _prepared(tmp_path)
-    try:
-        stages.train(params, ws)
-    finally:
-        ray.shutdown()
+    stages.train(params, ws)
     scores = stages.evaluate(params, ws)
     decision = stages.register(params, ws)
 
@@ -67,19 +76,15 @@ def test_a_failed_trial_is_reported_as_failed_never_as_stopped(toy, tmp_path):
     """The toy's search space crosses `crash` False/True: one trial trains, the other raises in its first epoch.
     A search whose every trial failed has no best trial; an Optuna search runs as well as a random one."""
     import mlflow
-    import ray
     from ray import tune
 
     params, ws = _prepared(tmp_path, tune={"trials": 1, "max_epochs": 2})
-    try:
-        summary = stages.tune(params, ws)
-        splits = ws.load_splits()
-        all_crash = run_search(params, splits["train"], splits["val"], ws.root, name="all-crash",
-                               space={"crash": True, "learning_rate": 0.1})
-        optuna = run_search(params.with_overrides({"tune": {"trials": 3, "optuna": True}}), splits["train"],
-                            splits["val"], ws.root, name="optuna", space={"learning_rate": tune.loguniform(0.01, 1.0)})
-    finally:
-        ray.shutdown()
+    summary = stages.tune(params, ws)
+    splits = ws.load_splits()
+    all_crash = run_search(params, splits["train"], splits["val"], ws.root, name="all-crash",
+                           space={"crash": True, "learning_rate": 0.1})
+    optuna = run_search(params.with_overrides({"tune": {"trials": 3, "optuna": True}}), splits["train"],
+                        splits["val"], ws.root, name="optuna", space={"learning_rate": tune.loguniform(0.01, 1.0)})
     assert optuna.counts()["failed"] == 0 and len({t.sample["learning_rate"] for t in optuna.trials}) == 3
     assert all_crash.counts() == {"finished": 0, "stopped": 0, "failed": 1}
     with pytest.raises(GenPlatformError, match=r"no trial of the search finished: .*toy family asked to crash"):
