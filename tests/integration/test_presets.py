@@ -22,6 +22,7 @@ def test_the_rgb64_preset_trains_both_families_through_dvc_repro(tmp_path):
     params = yaml.safe_load((workspace / "presets" / "rgb64.yaml").read_text())
     params["classifier"]["epochs"] = 1
     params["train"]["epochs"] = 1
+    params["model"]["gan"]["fd_samples"] = 100  # the GAN's per-epoch val_fd: 1000 generated 64×64 images took 4 s
     params["evaluate"].update(metric_samples=100, nll_importance_samples=2, bootstrap_resamples=100)
     # validation.min_rows (100) applies to each split: larger validation and test shares meet it with 480 images
     params["split"].update(val_fraction=0.25, test_fraction=0.25)
