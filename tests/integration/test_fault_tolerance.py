@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 
 from tests.integration.sockets import beyond_loopback, listening, process_trees
@@ -140,13 +139,17 @@ print("SESSION", ray._private.worker._global_node.get_session_dir_path())
 """
 
 
+HELPER_ACTORS = ("SynchronizationActor",)
+# started by a plain TorchTrainer fit, and of no use to a fit on a runtime its own process started (trainer.py)
+UNUSED_ACTORS = {"_AutoscalingCoordinatorActor", "PlacementGroupCleaner", "DatasetManager"}
+
+
 @dataclass
 class PausedTraining:
     """What the tests saw while the training was held, and how it ended."""
 
     run_id: str
     steps_while_training: list[int]
-    processes: list[psutil.Process]
     names: str
     sockets: list[tuple[str, str, int]]
     controller_env: dict[str, str]
@@ -174,7 +177,7 @@ def paused_training(workspace) -> PausedTraining:
             time.sleep(0.2)
         processes = process_trees([driver.pid])
         controllers = [p for p in processes if p.cmdline() and p.cmdline()[0].startswith("ray::TrainController")]
-        seen = {"processes": processes, "names": " ".join(process.name() for process in processes),
+        seen = {"names": " ".join(process.name() for process in processes),
                 "sockets": listening(processes), "controller_env": controllers[0].environ() if controllers else {},
                 "torch_loaded": {_actor(p): any("libtorch_cpu" in m.path for m in p.memory_maps()) for p in processes
                                  if _actor(p) in {"RayTrainWorker", *HELPER_ACTORS}},
@@ -205,11 +208,6 @@ def test_a_watcher_sees_per_epoch_metrics_while_the_run_is_running(workspace, pa
     steps = [m.step for m in client.get_metric_history(paused_training.run_id, "val_neg_elbo")]
     assert steps == list(range(1, EPOCHS + 1))
     assert any(key.startswith("system/") for key in finished.data.metrics), sorted(finished.data.metrics)
-
-
-HELPER_ACTORS = ("SynchronizationActor",)
-# started by a plain TorchTrainer fit, and of no use to a fit on a runtime its own process started (trainer.py)
-UNUSED_ACTORS = {"_AutoscalingCoordinatorActor", "PlacementGroupCleaner", "DatasetManager"}
 
 
 def test_a_local_ddp_training_listens_on_loopback_only(paused_training):
