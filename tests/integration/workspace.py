@@ -32,11 +32,28 @@ def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
 QUICK_EVALUATION = {"metric_samples": 200, "bootstrap_resamples": 200, "nll_importance_samples": 10}
 
 
+def pipeline_outputs(repo: Path) -> list[str]:
+    """Every path dvc.yaml declares as a stage's output (outs, metrics, plots), relative to `repo`."""
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    return sorted({next(iter(entry)) if isinstance(entry, dict) else entry
+                   for stage in stages.values() for kind in ("outs", "metrics", "plots")
+                   for entry in stage.get(kind, [])})
+
+
+def source_files(repo: Path) -> list[str]:
+    """What a test workspace is made of: the tracked files and new ones not ignored by git (work in progress),
+    never a pipeline's outputs, which a user's `make run` leaves in the working tree (metrics/ is not ignored:
+    DVC metrics are meant to be committed, and a user may have committed them)."""
+    outputs = [Path(path) for path in pipeline_outputs(repo)]
+    listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], repo).stdout.split()
+    return sorted({name for name in listed
+                   if not any(Path(name) == out or out in Path(name).parents for out in outputs)})
+
+
 def make_workspace(target: Path, params: dict) -> Path:
-    """Copy the tracked (and new, not ignored) files, apply QUICK_EVALUATION and then `params` overrides,
+    """Copy the repository's source files (`source_files`), apply QUICK_EVALUATION and then `params` overrides,
     commit, import digits (untracked, as after `genp data import digits`)."""
-    listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout.split()
-    for name in listed:
+    for name in source_files(REPO):
         source = REPO / name
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
