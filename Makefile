@@ -7,8 +7,11 @@ STAMP := $(VENV)/.installed
 # --compile-bytecode: uv, unlike pip, leaves packages uncompiled, and where PYTHONDONTWRITEBYTECODE is set (as in
 # CI here) every process would then re-compile Ray, MLflow and Great Expectations on import: 2-2.5x slower imports
 # in every stage, Ray worker and test subprocess.
-# torch's pinned CPU build (+cpu) lies in pip's find-links directory on this machine (PIP_FIND_LINKS, or pip's
-# config), not on PyPI; uv is pointed there too, so one uv call installs everything (pip took 26 s for torch alone).
+# constraints.txt pins torch==X as PyPI serves it (on Linux its CUDA build, gigabytes with NVIDIA's libraries), and
+# under PEP 440 that pin also admits the CPU build X+cpu, a local version that ranks higher. uv reads none of pip's
+# settings, so pip's find-links (PIP_FIND_LINKS, or pip's config) are handed on: where they hold X+cpu, as on this
+# machine, the same one uv call installs it (pip took 26 s for torch alone) and nothing of CUDA is downloaded. uv's
+# own variables pass through, e.g. UV_EXTRA_INDEX_URL for PyTorch's CPU index (README, set-up).
 FIND_LINKS := $(strip $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)))
 INSTALL := $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt \
 	$(foreach links,$(FIND_LINKS),--find-links $(links))

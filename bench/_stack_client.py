@@ -21,13 +21,14 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
 @contextlib.contextmanager
-def local_stack(root: Path, stack_dir: Path, **settings: str) -> Iterator[dict[str, str]]:
-    """`stack.py up` for the repository at `root` on free ports, with `settings` (GENP_* variables) in its
-    environment; yields the URLs; `down` on exit, which must leave no process naming `stack_dir` behind."""
+def local_stack(root: Path, stack_dir: Path, services: tuple[str, ...] = (), **settings: str) -> Iterator[dict[str, str]]:
+    """`stack.py up` (of `services`, default all) for the repository at `root` on free ports, with `settings`
+    (GENP_* variables) in its environment; yields the URLs; `down` on exit, which must leave no process naming
+    `stack_dir` behind."""
     ports = {f"GENP_{name}_PORT": str(free_loopback_port()) for name in ("PREFECT", "MLFLOW", "RAY", "RAY_DASHBOARD")}
     env = {**os.environ, **ports, **settings, "GENP_STACK_DIR": str(stack_dir)}
     command = [sys.executable, str(root / "infra" / "local" / "stack.py")]
-    started = subprocess.run(command + ["up"], cwd=root, env=env, capture_output=True, text=True, timeout=400)
+    started = subprocess.run(command + ["up", *services], cwd=root, env=env, capture_output=True, text=True, timeout=400)
     urls = {"prefect": f"http://127.0.0.1:{ports['GENP_PREFECT_PORT']}",
             "mlflow": f"http://127.0.0.1:{ports['GENP_MLFLOW_PORT']}"}
     try:

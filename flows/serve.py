@@ -13,6 +13,7 @@ checks `data.dvc` every GENP_DATA_POLL_SECONDS (60; 0: off) and emits the event 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
@@ -20,6 +21,7 @@ from prefect.schedules import Cron
 
 from flows.data_events import retrain_trigger, watch_in_background
 from flows.training_flow import retrain_flow, train_flow, tune_flow
+from flows.workspaces import crashed_runs
 
 RETRAIN_CRON = os.environ.get("GENP_RETRAIN_CRON", "0 3 * * *")
 
@@ -39,6 +41,8 @@ def deployments() -> list:
 
 
 if __name__ == "__main__":
+    for crashed in crashed_runs(Path(".").resolve()):  # left `running` by a process that died with an earlier serve
+        print(f"run workspace {crashed}: its process is gone; marked crashed")
     poll_seconds = float(os.environ.get("GENP_DATA_POLL_SECONDS", "60"))
     if poll_seconds > 0:
         watch_in_background(".", poll_seconds)

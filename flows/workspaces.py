@@ -7,6 +7,11 @@ repository's working tree changes. Prepared data, models, metrics and reports of
 results live in MLflow. When a run ends, finished workspaces beyond the newest `GENP_KEEP_RUNS` (default 10)
 are removed; a running one is never touched.
 
+A workspace records the process that runs it. One whose process died without marking it (SIGKILL, an
+out-of-memory kill, a killed serve process) is marked `crashed` as soon as anything lists the workspaces (the
+serve process does when it starts, every run does when it ends) and is pruned like any finished one. A retried
+flow run (the same id) takes its workspace back, and its training resumes from the last checkpoint.
+
     python -m flows.workspaces [--keep N]      list the run workspaces, then prune finished ones beyond N
 """
 
@@ -23,10 +28,12 @@ from pathlib import Path
 from typing import Iterator
 
 from gen_platform.errors import ConfigError
+from gen_platform.tracking.owners import process_gone, this_process
 from gen_platform.workspace import Workspace, write_json
 
 RUNS_DIR = "runs"
 STATUS_FILE = "run.json"
+FINISHED = {"completed", "failed", "crashed"}
 
 
 def keep_runs() -> int:
@@ -66,10 +73,15 @@ def _materialise_data(repo: Path, root: Path, dataset: str, revision: str | None
 
 
 def _status(root: Path) -> dict:
+    """The workspace's record; a `running` one whose process is gone is marked `crashed` (on disk too)."""
     try:
-        return json.loads((root / STATUS_FILE).read_text())
+        record = json.loads((root / STATUS_FILE).read_text())
     except (FileNotFoundError, ValueError):
         return {"status": "unknown"}
+    if record["status"] == "running" and process_gone(record.get("owner", "")):
+        record |= {"status": "crashed", "finished": time.time()}
+        write_json(root / STATUS_FILE, record)
+    return record
 
 
 @contextlib.contextmanager
@@ -80,7 +92,8 @@ def run_workspace(repo: str | Path, run_id: str, dataset: str, revision: str | N
     repo = Path(repo).resolve()
     root = repo / RUNS_DIR / run_id
     root.mkdir(parents=True, exist_ok=True)
-    record = {"run_id": run_id, "dataset": dataset, "data_revision": revision, "started": time.time()}
+    record = {"run_id": run_id, "dataset": dataset, "data_revision": revision, "started": time.time(),
+              "owner": this_process()}
     write_json(root / STATUS_FILE, record | {"status": "running"})
     status = "failed"
     try:
@@ -102,11 +115,16 @@ def list_runs(repo: Path) -> list[tuple[Path, dict]]:
 
 def prune(repo: Path, keep: int) -> list[Path]:
     """Remove finished run workspaces beyond the newest `keep`; running (or unreadable) ones stay."""
-    finished = [path for path, status in list_runs(repo) if status["status"] in {"completed", "failed"}]
+    finished = [path for path, status in list_runs(repo) if status["status"] in FINISHED]
     removed = finished[keep:]
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
     return removed
+
+
+def crashed_runs(repo: Path) -> list[Path]:
+    """The workspaces whose process died before it could mark them (marked `crashed` on the way)."""
+    return [path for path, status in list_runs(repo) if status["status"] == "crashed"]
 
 
 def main() -> None:

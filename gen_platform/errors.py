@@ -19,3 +19,15 @@ class ValidationFailed(GenPlatformError):
 
 class ModelLoadError(GenPlatformError):
     """A checkpoint or registered model cannot be loaded safely."""
+
+
+class TrackingUnavailable(GenPlatformError):
+    """The MLflow tracking server stayed unreachable for longer than a run may wait for it."""
+
+
+class IncompleteRunRecord(GenPlatformError):
+    """An MLflow run's record is not complete (its process died, or the store was unreachable): not registered."""
+
+
+class PromotionLockTimeout(GenPlatformError):
+    """Another registration held a registered model's promotion lock for longer than this one may wait."""

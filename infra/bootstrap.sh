@@ -25,10 +25,7 @@ mkdir "$build/src"
 cp -R "$workspace/pyproject.toml" "$workspace/gen_platform" "$build/src/"
 if [[ -f "$workspace/README.md" ]]; then cp "$workspace/README.md" "$build/src/"; fi
 
-# constraints.txt pins the CPU-only torch build (torch==X+cpu) for laptops and CI; cluster nodes take the
-# same version's default build from PyPI, which carries CUDA.
-sed -E 's/^([A-Za-z0-9_.-]+==[^+[:space:]]+)\+cpu[[:space:]]*$/\1/' "$workspace/constraints.txt" \
-  > "$build/constraints.txt"
-
-$pip_cmd install --no-cache-dir --quiet --constraint "$build/constraints.txt" "$build/src"
+# constraints.txt pins torch as PyPI serves it: on a cluster node that is the build which carries CUDA (a
+# laptop's `make setup` takes a local CPU wheel of the same version where pip's find-links hold one).
+$pip_cmd install --no-cache-dir --quiet --constraint "$workspace/constraints.txt" "$build/src"
 echo "bootstrap: gen_platform installed from $workspace"

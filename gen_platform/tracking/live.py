@@ -10,7 +10,9 @@ Who logs depends on the store:
   GIL): on digits, epochs 2-6 trained 3-20× slower and `genp train` took 1.2 s longer (medians of 4
   interleaved runs);
 - a tracking server: rank 0 logs to it directly, on a background thread, one epoch after another (a worker on
-  another node reaches the server, not the driver's disk), and waits for it only after the last epoch.
+  another node reaches the server, not the driver's disk), and waits for it only after the last epoch. While the
+  server is unreachable, epochs are kept and sent with the first attempt that gets through; the training never
+  waits for the server (`tracking/outage.py`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def log_epochs(tracking_uri: str, run_id: str, records: list[dict[str, Any]]) ->
 
 
 _logger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-curves")  # one thread: epochs in order
+_unsent: dict[str, list[dict[str, float]]] = {}  # run id → epochs rank 0 has not logged yet, oldest first
+_sending: dict[str, Future] = {}
+_unsent_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,17 @@ class LiveCurves(EpochHook):
         if self.relay_directory is not None:
             self._leave_for_relay(record)
             return
-        logged: Future = _logger.submit(self._log, record)
-        if state.epoch + 1 == state.epochs:
-            logged.result()  # every epoch is in MLflow before the training returns and the driver fills in gaps
+        # A server that is down fails each attempt within seconds (tracking/outage.py); epochs that end meanwhile
+        # wait in `_unsent` for the next attempt instead of queueing an attempt each, so training never waits.
+        with _unsent_lock:
+            _unsent.setdefault(self.run_id, []).append(record)
+            sending = _sending.get(self.run_id)
+            if sending is None or sending.done():
+                sending = _sending[self.run_id] = _logger.submit(self._send_unsent)
+        # After the last epoch: the attempt in flight, then one for the epochs that ended during it, if the server
+        # answered; whatever is still unsent, the driver logs from the history after training.
+        if state.epoch + 1 == state.epochs and sending.result():
+            self._send_unsent()
 
     def _leave_for_relay(self, record: dict[str, float]) -> None:
         path = Path(self.relay_directory) / f"epoch-{int(record['epoch']):06d}.json"
@@ -70,17 +83,29 @@ class LiveCurves(EpochHook):
             path.with_suffix(".tmp").write_text(json.dumps(record))
             os.replace(path.with_suffix(".tmp"), path)  # the relay never reads half a record
         except OSError as error:  # rank 0 on another node than the driver: no live curves, never a failed training
-            _missed(record, error)
+            _missed([record], error)
 
-    def _log(self, record: dict[str, float]) -> None:
+    def _send_unsent(self) -> bool:
+        """Whether every epoch unsent at the call is now in MLflow."""
+        with _unsent_lock:
+            batch = list(_unsent.get(self.run_id, []))
+        if not batch:
+            return True
         try:
-            log_epochs(self.tracking_uri, self.run_id, [record])
-        except Exception as error:  # the curves are filled in after training; never fail the training
-            _missed(record, error)
+            log_epochs(self.tracking_uri, self.run_id, batch)
+        except Exception as error:  # kept for the next attempt; never fail the training
+            _missed(batch, error)
+            return False
+        with _unsent_lock:
+            del _unsent[self.run_id][:len(batch)]  # only this thread removes; new epochs were appended behind
+        return True
 
 
-def _missed(record: dict[str, float], error: Exception) -> None:
-    print(f"live MLflow logging of epoch {record['epoch']} failed ({error!r}); logged after training", flush=True)
+def _missed(records: list[dict[str, float]], error: Exception) -> None:
+    epochs = ", ".join(str(record["epoch"]) for record in records)
+    reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
+    print(f"live MLflow logging of epoch(s) {epochs} failed ({reason}); kept and logged when the tracking store "
+          "answers again", flush=True)
 
 
 class EpochRelay:
@@ -113,5 +138,5 @@ class EpochRelay:
         try:
             log_epochs(self.tracking_uri, self.run_id, [json.loads(path.read_text()) for path in fresh])
         except Exception as error:  # the curves are filled in after training; never fail the training
-            print(f"live MLflow logging failed ({error!r}); the curves are logged after training", flush=True)
+            _missed([json.loads(path.read_text()) for path in fresh], error)
         self.logged.update(path.name for path in fresh)

@@ -14,7 +14,9 @@ from gen_platform.evaluation.images import epoch_progress_grid, image_grid
 from gen_platform.scoring import Evaluation
 from gen_platform.tracking.lineage import lineage_tags, log_provenance, logged_params, run_name
 from gen_platform.tracking.live import EpochRelay, LiveCurves, log_epochs
-from gen_platform.tracking.store import use_experiment
+from gen_platform.tracking.outage import wait_for_tracking, without_retries
+from gen_platform.tracking.owners import fail_orphaned_runs, owner_tags
+from gen_platform.tracking.store import tracking_uri, use_experiment
 from gen_platform.training.launcher import FitResult
 from gen_platform.workspace import Workspace, read_json, write_json
 
@@ -39,13 +41,19 @@ def _interrupted_run(ws: Workspace, logged: dict[str, Any]) -> str | None:
 
 @contextlib.contextmanager
 def training_run(ws: Workspace, params: PipelineParams) -> Iterator[str]:
-    """Yields the MLflow run id a training logs to; on success records it in `ws.run_file`."""
+    """Yields the MLflow run id a training logs to; on success records it in `ws.run_file`. Waits a bounded time
+    for an unreachable tracking server (`tracking/outage.py`); marks this host's runs whose process died FAILED
+    first (`tracking/owners.py`)."""
+    wait_for_tracking(tracking_uri(ws.repo), "starting the training")
     experiment_id = use_experiment(ws.repo, params.data.dataset)
+    fail_orphaned_runs(mlflow.MlflowClient())
     logged = logged_params(params)
     resumed = _interrupted_run(ws, logged)
-    with mlflow.start_run(run_id=resumed, experiment_id=None if resumed else experiment_id,
-                          run_name=None if resumed else run_name(params),
-                          tags=None if resumed else lineage_tags(ws, params), log_system_metrics=True) as run:
+    run = mlflow.start_run(run_id=resumed, experiment_id=None if resumed else experiment_id,
+                           run_name=None if resumed else run_name(params),
+                           tags=owner_tags() if resumed else lineage_tags(ws, params) | owner_tags(),
+                           log_system_metrics=True)
+    try:
         write_json(ws.in_progress_file, {"run_id": run.info.run_id, "params": logged})
         if resumed:
             print(f"resuming the interrupted MLflow run {resumed} from its last Ray checkpoint")
@@ -54,6 +62,13 @@ def training_run(ws: Workspace, params: PipelineParams) -> Iterator[str]:
             log_provenance(ws, params)
         print(f"MLflow run {run.info.run_id} ({params.registered_model_name}); training on Ray Train")
         yield run.info.run_id
+    except BaseException:
+        # The server may be why the training failed: its run is then marked FAILED when the platform next opens
+        # one (its owner is gone), and this error, not MLflow's, is the one the user sees.
+        with contextlib.suppress(Exception), without_retries():
+            mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run()
     write_json(ws.run_file, {"run_id": run.info.run_id, "experiment_id": experiment_id})
     ws.in_progress_file.unlink()
 
@@ -72,6 +87,7 @@ def live_curves(run_id: str) -> Iterator[LiveCurves]:
 def log_training(result: FitResult) -> None:
     """Within the training's run: any epoch the live logging missed, the per-epoch pictures and where the
     checkpoint is."""
+    wait_for_tracking(mlflow.get_tracking_uri(), "logging the training's epochs")
     log_epochs(mlflow.get_tracking_uri(), mlflow.active_run().info.run_id, result.history)
     if result.snapshots:
         mlflow.log_image(epoch_progress_grid(result.snapshots), "fixed_noise_by_epoch.png")

@@ -12,7 +12,9 @@ from ray.tune import Callback
 from gen_platform.config import PipelineParams
 from gen_platform.errors import GenPlatformError
 from gen_platform.tracking.lineage import lineage_tags, log_provenance
-from gen_platform.tracking.store import use_experiment
+from gen_platform.tracking.outage import wait_for_tracking
+from gen_platform.tracking.owners import fail_orphaned_runs, owner_tags
+from gen_platform.tracking.store import tracking_uri, use_experiment
 from gen_platform.tuning.search import SearchResult
 from gen_platform.workspace import Workspace
 
@@ -21,12 +23,15 @@ from gen_platform.workspace import Workspace
 def search_run(ws: Workspace, params: PipelineParams, resume: bool = False) -> Iterator[mlflow.ActiveRun]:
     """The parent run of a search, with the lineage tags of a training; `resume`: the latest search of this
     model that did not finish (its driver was killed, or it failed), reopened."""
+    wait_for_tracking(tracking_uri(ws.repo), "starting the search")
     experiment_id = use_experiment(ws.repo, params.data.dataset)
+    fail_orphaned_runs(mlflow.MlflowClient())
     if resume:
-        with mlflow.start_run(run_id=_unfinished_search(experiment_id, params)) as parent:
+        with mlflow.start_run(run_id=_unfinished_search(experiment_id, params), tags=owner_tags()) as parent:
             yield parent
         return
-    tags = lineage_tags(ws, params) | {"search": "true"}
+    # the trials' child runs inherit the owner tag: the search's driver opens and ends them
+    tags = lineage_tags(ws, params) | owner_tags() | {"search": "true"}
     with mlflow.start_run(experiment_id=experiment_id, tags=tags, run_name=f"tune {params.registered_model_name}") as parent:
         log_provenance(ws, params)
         yield parent

@@ -6,11 +6,14 @@ import logging
 import os
 import warnings
 
+from gen_platform.training import console_filter
 from gen_platform.training.loopback import (SETUP_HOOK, cluster_disabled_by_environment, free_loopback_port,
                                            set_cluster_mode)
 
 # Set before Ray is imported: no usage-stats prompt; worker output passes Ray's log filter, which never
-# merges our progress lines and drops messages that are expected here and say nothing to a user.
+# merges our progress lines and drops messages that are expected here and say nothing to a user. That
+# filter judges one line at a time, so it only gets lines that are noise by themselves; the multi-line
+# dumps of a stopped trial are dropped as whole blocks by `console_filter`, installed in `ensure_ray`.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 PROGRESS_LINES = r"^(epoch \d+/\d+ |resumed from the checkpoint)"  # the loop's _progress()
@@ -20,12 +23,6 @@ EXPECTED_NOISE = (
     r"Checkpoint successfully created at: Checkpoint\(",  # every epoch of every single-process trial
     r"Actor with class name: 'PreemptionWatcher'",  # Train V2 logs it at ERROR for every run on a cluster
     r"Detected that the Ray Train controller actor \(\w+\) is dead",  # a trial stopped by ASHA
-    r"Exception ignored in: <function WeakSet", r"_weakrefset\.py", r"def _remove\(item, selfref",
-    r"in sigterm_handler$", r"raise_sys_exit_with_custom_error_message", r"^SystemExit: 1$",  # ... its exit
-    # A worker still starting for a trial that was just killed loses its raylet pipe and dumps a C++ stack
-    # (the full dump stays in the Ray session logs).
-    r"Check failed: raylet_ipc_client_->ActorCreationTaskDone\(\) Status not OK: IOError: Broken pipe",
-    r"^\*\*\* StackTrace Information \*\*\*$", r"^\S+\(\S*\+0x[0-9a-f]+\) \[0x[0-9a-f]+\]", r"^\s*$",
 )
 os.environ.setdefault("RAY_DEDUP_LOGS_SKIP_REGEX", "|".join(EXPECTED_NOISE))
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
@@ -67,7 +64,9 @@ def ensure_ray(state_api: bool = True) -> None:
         return
     warnings.filterwarnings("ignore", module="ray")
     address = os.environ.get("RAY_ADDRESS")
-    env_vars = {"PYTHONWARNINGS": "ignore", **TRAIN_CONTROLLER_ENV}
+    env_vars = {"PYTHONWARNINGS": "ignore", **TRAIN_CONTROLLER_ENV,
+                # rank 0's live curves: MLflow calls bounded as in the driver (tracking/outage.py), on any node
+                **{k: v for k, v in os.environ.items() if k.startswith("MLFLOW_HTTP_REQUEST_")}}
     runtime_env: dict = {}
     local: dict = {}
     # A local runtime, or a cluster declared loopback-only (the local stack's head), stays on 127.0.0.1.
@@ -107,5 +106,6 @@ def ensure_ray(state_api: bool = True) -> None:
         **local,
     )
     _local_runtime_started_here = not address
+    console_filter.install()
     for name in ("ray", "ray.train", "ray.tune", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)

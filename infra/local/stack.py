@@ -3,6 +3,11 @@ deployments, all bound to 127.0.0.1. `up` waits for each to be healthy and print
 exactly the processes `up` started (recorded in <stack dir>/stack.json).
 
     python infra/local/stack.py up|down        (make stack-up / make stack-down)
+    python infra/local/stack.py up mlflow      only the named services (prefect, mlflow, ray; serve needs all)
+    python infra/local/stack.py restart mlflow start a crashed or killed server again, on its port
+
+Whenever the MLflow server starts, MLflow runs left RUNNING by processes of this machine that have died are
+marked FAILED (gen_platform/tracking/owners.py).
 
 Settings (environment): GENP_STACK_DIR (.stack), GENP_PREFECT_PORT (4200), GENP_MLFLOW_PORT (5000),
 GENP_RAY_PORT (6380), GENP_RAY_DASHBOARD_PORT (8265), GENP_MLFLOW_STORE_DIR (the repository: its mlflow.db and
@@ -106,51 +111,102 @@ def _wait_deployments(names: list[str], since: float, timeout: float = 180) -> N
     raise SystemExit(f"deployments {names} were not served within {timeout:.0f} s; see {STACK / 'logs' / 'serve.log'}")
 
 
-def up() -> None:
+SERVICES = ("prefect", "mlflow", "ray", "serve")  # in start order; serve needs the other three
+
+
+def _start(name: str, state: dict) -> None:
+    pids = state["pids"]
+    if name == "prefect":
+        pids["prefect"] = _spawn("prefect", [str(BIN / "prefect"), "server", "start", "--host", HOST,
+                                             "--port", str(PORTS["prefect"]), "--analytics-off"], _env())
+    elif name == "mlflow":
+        pids["mlflow"] = _spawn("mlflow", [str(BIN / "mlflow"), "server", "--host", HOST, "--port",
+                                           str(PORTS["mlflow"]), "--backend-store-uri", f"sqlite:///{STORE / 'mlflow.db'}",
+                                           "--artifacts-destination", str(STORE / "mlartifacts"), "--workers", "1"],
+                                # without MLflow's server-side GenAI jobs: never used here, eight processes (a runner
+                                # and seven consumers)
+                                _env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
+    elif name == "ray":
+        ray_env = _env(**{k: v for k, v in client_env().items() if k.startswith(("RAY_AUTH", "RAY_ENABLE"))
+                          or k == "RAY_API_SERVER_ADDRESS"},
+                       RAY_USAGE_STATS_ENABLED="0")
+        started = subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={PORTS['ray']}",
+                                  f"--temp-dir={RAY_TEMP}", f"--node-ip-address={HOST}", f"--dashboard-host={HOST}",
+                                  f"--dashboard-port={PORTS['ray_dashboard']}", "--disable-usage-stats"],
+                                 env=ray_env, capture_output=True, text=True)
+        (STACK / "logs" / "ray.log").write_text(started.stdout + started.stderr)
+        if started.returncode != 0:
+            raise SystemExit(f"Ray head failed to start; see {STACK / 'logs' / 'ray.log'}")
+    else:
+        pids["serve"] = _spawn("serve", [str(BIN / "python"), "-m", "flows.serve"],
+                               _env(**client_env(), PREFECT_RUNNER_POLL_FREQUENCY="2",
+                                    PREFECT_RESULTS_PERSIST_BY_DEFAULT="true"))
+
+
+def _await(names: list[str], since: float) -> None:
+    if "prefect" in names:
+        _wait_http(urls()["prefect"] + "/api/health", "Prefect server", expect=b"true")
+    if "mlflow" in names:
+        _wait_http(urls()["mlflow"] + "/health", "MLflow server")
+        # runs left RUNNING by processes that died (with the server, or while it was down) are marked FAILED
+        subprocess.run([str(BIN / "python"), "-m", "gen_platform.tracking.owners", "--tracking-uri", urls()["mlflow"]],
+                       cwd=ROOT, env=_env(), check=True)
+    if "serve" in names:
+        _wait_deployments(["train/train", "tune/tune", "retrain/retrain"], since)
+
+
+def _record(state: dict) -> None:
+    (STACK / "stack.json").write_text(json.dumps(state, indent=2))
+
+
+def up(names: list[str]) -> None:
+    """Start `names` (default: every service). serve needs the other three."""
     if (STACK / "stack.json").exists():
         raise SystemExit(f"a stack is already recorded in {STACK / 'stack.json'}; run `make stack-down` first")
+    unknown = sorted(set(names) - set(SERVICES))
+    if unknown:
+        raise SystemExit(f"unknown service(s) {unknown}; choose from {list(SERVICES)}")
+    names = [name for name in SERVICES if name in names] if names else list(SERVICES)
+    if "serve" in names and names != list(SERVICES):
+        raise SystemExit("serve needs prefect, mlflow and ray: start them all (`up` with no names)")
     (STACK / "logs").mkdir(parents=True, exist_ok=True)
     token = STACK / "ray_auth_token"
     if not token.exists():
         token.write_text(secrets.token_hex(32))
         token.chmod(0o600)
-    pids: dict[str, int] = {}
-    state = {"pids": pids, "ray_temp_dir": str(RAY_TEMP), "urls": urls()}
-
-    def record() -> None:
-        (STACK / "stack.json").write_text(json.dumps(state, indent=2))
-
-    pids["prefect"] = _spawn("prefect", [str(BIN / "prefect"), "server", "start", "--host", HOST,
-                                         "--port", str(PORTS["prefect"]), "--analytics-off"], _env())
-    pids["mlflow"] = _spawn("mlflow", [str(BIN / "mlflow"), "server", "--host", HOST, "--port", str(PORTS["mlflow"]),
-                                       "--backend-store-uri", f"sqlite:///{STORE / 'mlflow.db'}",
-                                       "--artifacts-destination", str(STORE / "mlartifacts"), "--workers", "1"],
-                           # without MLflow's server-side GenAI jobs: never used here, eight processes (a runner and
-                           # seven consumers)
-                           _env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))
-    record()
-    _wait_http(urls()["prefect"] + "/api/health", "Prefect server", expect=b"true")
-    _wait_http(urls()["mlflow"] + "/health", "MLflow server")
-    ray_env = _env(**{k: v for k, v in client_env().items() if k.startswith(("RAY_AUTH", "RAY_ENABLE"))
-                      or k == "RAY_API_SERVER_ADDRESS"},
-                   RAY_USAGE_STATS_ENABLED="0")
-    started = subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={PORTS['ray']}", f"--temp-dir={RAY_TEMP}",
-                              f"--node-ip-address={HOST}", f"--dashboard-host={HOST}",
-                              f"--dashboard-port={PORTS['ray_dashboard']}", "--disable-usage-stats"],
-                             env=ray_env, capture_output=True, text=True)
-    (STACK / "logs" / "ray.log").write_text(started.stdout + started.stderr)
-    if started.returncode != 0:
-        raise SystemExit(f"Ray head failed to start; see {STACK / 'logs' / 'ray.log'}")
-    since = time.time()
-    pids["serve"] = _spawn("serve", [str(BIN / "python"), "-m", "flows.serve"],
-                           _env(**client_env(), PREFECT_RUNNER_POLL_FREQUENCY="2",
-                                PREFECT_RESULTS_PERSIST_BY_DEFAULT="true"))
-    record()
-    _wait_deployments(["train/train", "tune/tune", "retrain/retrain"], since)
+    state = {"services": names, "pids": {}, "ray_temp_dir": str(RAY_TEMP), "urls": urls()}
+    servers = [name for name in names if name in {"prefect", "mlflow"}]
+    for name in servers:  # the two servers start side by side
+        _start(name, state)
+    _record(state)
+    _await(servers, time.time())
+    for name in [name for name in names if name not in servers]:
+        since = time.time()
+        _start(name, state)
+        _record(state)
+        _await([name], since)
     print("stack is up (logs in %s):" % (STACK / "logs"))
     for name, url in urls().items():
-        print(f"  {name:14s} {url}")
-    print("use it from a shell: " + " ".join(f"{k}={v}" for k, v in client_env().items()))
+        if name.startswith(tuple(names)):
+            print(f"  {name:14s} {url}")
+    shown = {k: v for k, v in client_env().items() if k.split("_")[0].lower() in names}
+    print("use it from a shell: " + " ".join(f"{k}={v}" for k, v in shown.items()))
+
+
+def restart(name: str) -> None:
+    """Start one recorded server again (after it crashed or was killed), on its port; it is stopped first if it
+    still runs."""
+    record = STACK / "stack.json"
+    if not record.exists():
+        raise SystemExit(f"no stack recorded in {record}; run `make stack-up` first")
+    state = json.loads(record.read_text())
+    if name not in {"prefect", "mlflow"} or name not in state["pids"]:
+        raise SystemExit(f"restart takes a server of this stack: {sorted(set(state['pids']) & {'prefect', 'mlflow'})}")
+    _stop_groups([state["pids"][name]])
+    _start(name, state)
+    _record(state)
+    _await([name], time.time())
+    print(f"{name} is up again at {urls()[name]}")
 
 
 def _alive(pid: int) -> bool:
@@ -186,13 +242,22 @@ def down() -> None:
     # servers together (each takes 2-3 s to stop)
     for names in (("serve",), ("prefect", "mlflow")):
         _stop_groups([state["pids"][name] for name in names if state["pids"].get(name) is not None])
-    # Ray's daemons are not our children; their command lines all name this stack's temp dir.
-    subprocess.run(["pkill", "-TERM", "-f", state["ray_temp_dir"]], check=False)
-    time.sleep(2)
-    subprocess.run(["pkill", "-KILL", "-f", state["ray_temp_dir"]], check=False)  # gcs_server ignores TERM
+    if "ray" in state.get("services", SERVICES):
+        # Ray's daemons are not our children; their command lines all name this stack's temp dir.
+        subprocess.run(["pkill", "-TERM", "-f", state["ray_temp_dir"]], check=False)
+        time.sleep(2)
+        subprocess.run(["pkill", "-KILL", "-f", state["ray_temp_dir"]], check=False)  # gcs_server ignores TERM
     record.unlink()
     print("stack is down")
 
 
 if __name__ == "__main__":
-    {"up": up, "down": down}[sys.argv[1] if len(sys.argv) > 1 else "up"]()
+    command, names = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("up", [])
+    if command == "up":
+        up(names)
+    elif command == "restart" and len(names) == 1:
+        restart(names[0])
+    elif command == "down" and not names:
+        down()
+    else:
+        raise SystemExit("usage: stack.py up [prefect|mlflow|ray|serve ...] | restart prefect|mlflow | down")

@@ -18,7 +18,7 @@ def test_epochs_are_logged_in_the_background_in_order_and_flushed_after_the_last
         return len(records)
 
     monkeypatch.setattr(live, "log_epochs", slow_first_log)
-    hook = live.LiveCurves("sqlite:///unused.db", "run")
+    hook = live.LiveCurves("http://127.0.0.1:9", "in-order")
     for epoch in range(2):  # returns while the first log is still blocked: the training goes on
         hook.on_epoch_reported(WorkerState(0, 2, epoch, 3, resumed=False), {"epoch": epoch + 1})
         hook.on_epoch_reported(WorkerState(1, 2, epoch, 3, resumed=False), {"epoch": epoch + 1})  # rank 1: nothing
@@ -33,9 +33,32 @@ def test_a_failed_log_is_reported_and_never_fails_the_training(monkeypatch, caps
         raise ConnectionError("no store")
 
     monkeypatch.setattr(live, "log_epochs", unreachable_store)
-    live.LiveCurves("sqlite:///unused.db", "run").on_epoch_reported(WorkerState(0, 1, 0, 1, resumed=False),
-                                                                  {"epoch": 1})
-    assert "live MLflow logging of epoch 1 failed (ConnectionError('no store'))" in capsys.readouterr().out
+    live.LiveCurves("http://127.0.0.1:9", "unreachable").on_epoch_reported(WorkerState(0, 1, 0, 1, resumed=False),
+                                                                         {"epoch": 1})
+    assert "live MLflow logging of epoch(s) 1 failed (ConnectionError: no store)" in capsys.readouterr().out
+
+
+def test_epochs_that_end_during_an_outage_wait_for_the_next_attempt_that_gets_through(monkeypatch):
+    """One attempt at a time, never one queued per epoch (each attempt against a dead server takes seconds):
+    epochs that end meanwhile are sent together by the first attempt after the server is back."""
+    attempts: list[list[int]] = []
+    server_up = False
+
+    def flaky_store(tracking_uri, run_id, records):
+        attempts.append([int(record["epoch"]) for record in records])
+        if not server_up:
+            raise ConnectionError("connection refused")
+        return len(records)
+
+    monkeypatch.setattr(live, "log_epochs", flaky_store)
+    hook = live.LiveCurves("http://127.0.0.1:9", "outage")
+    for epoch in range(2):
+        hook.on_epoch_reported(WorkerState(0, 1, epoch, 3, resumed=False), {"epoch": epoch + 1})
+        live._sending["outage"].result()  # the attempt (failed) is over before the next epoch ends
+    server_up = True
+    hook.on_epoch_reported(WorkerState(0, 1, 2, 3, resumed=False), {"epoch": 3})
+    assert attempts == [[1], [1, 2], [1, 2, 3]]  # every unsent epoch kept, then sent once the server answered
+    assert live._unsent["outage"] == []
 
 
 def test_with_a_local_store_rank_0_leaves_each_epoch_to_the_driver_which_logs_it_while_training(monkeypatch,
@@ -66,4 +89,4 @@ def test_with_a_local_store_rank_0_leaves_each_epoch_to_the_driver_which_logs_it
 def test_rank_0_that_cannot_reach_the_drivers_directory_trains_on(capsys):
     hook = live.LiveCurves("sqlite:///unused.db", "run", relay_directory="/nonexistent/genp-epochs")
     hook.on_epoch_reported(WorkerState(0, 1, 0, 1, resumed=False), {"epoch": 1})
-    assert "live MLflow logging of epoch 1 failed (FileNotFoundError" in capsys.readouterr().out
+    assert "live MLflow logging of epoch(s) 1 failed (FileNotFoundError" in capsys.readouterr().out

@@ -9,10 +9,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from gen_platform.checkpoint import save_checkpoint
+from gen_platform.checkpoint import STATE_FILE, save_checkpoint
+from gen_platform.errors import ModelLoadError
 from gen_platform.models.vae import ConvVAE, VAEArchitecture
-from gen_platform.tracking.model_io import log_model
+from gen_platform.tracking.model_io import load_generator, log_model
 
 
 @pytest.fixture()
@@ -44,3 +46,13 @@ def test_the_pyfunc_answers_n_and_seed_reproducibly(registered):
     assert np.array_equal(first, again) and not np.array_equal(first, other)
     with pytest.raises(mlflow.exceptions.MlflowException, match=r"n: 0 is outside 1\.\.4096"):
         pyfunc.predict(pd.DataFrame({"n": [0], "seed": [0]}))
+
+
+def test_a_registered_model_whose_weights_were_altered_is_refused(registered, tmp_path):
+    stored = list((tmp_path / "artifacts").rglob(STATE_FILE))
+    assert len(stored) == 1
+    state = torch.load(stored[0], weights_only=True)
+    state["model"]["to_stats.bias"][0] += 1.0
+    torch.save(state, stored[0])
+    with pytest.raises(ModelLoadError, match=rf"{STATE_FILE}: content does not match the sha256 recorded"):
+        load_generator(f"models:/vae-io/{registered.version}")

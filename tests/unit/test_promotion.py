@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import contextlib
+import os
 import threading
 
 import mlflow
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from gen_platform.errors import IncompleteRunRecord, PromotionLockTimeout
 from gen_platform.evaluation.bootstrap import paired_mean_difference
 from gen_platform.models.vae import ConvVAE, VAEArchitecture, importance_weighted_log_likelihoods
 from gen_platform.tracking import registry
@@ -119,10 +121,10 @@ def test_concurrent_registrations_leave_the_better_champion(store, monkeypatch):
         return found
 
     @contextlib.contextmanager
-    def observed_lock(name):
+    def observed_lock(client, name):
         if threading.current_thread().name == "worse":
             worse_at_lock.set()
-        with lock(name):
+        with lock(client, name):
             yield
 
     monkeypatch.setattr(registry, "current_champion", read_then_hold)
@@ -205,3 +207,89 @@ def test_a_vetoed_model_is_registered_but_never_promoted(store):
     assert not decision.promoted and decision.reason.startswith("copy_rate 0.900")
     with pytest.raises(mlflow.exceptions.MlflowException):
         mlflow.MlflowClient().get_model_version_by_alias(NAME, "champion")
+
+
+def test_a_retried_registration_reuses_the_version_its_failed_attempt_created(store, monkeypatch):
+    """The first attempt dies between registering the version and moving the alias; the retry (a Prefect task
+    retry runs the same stage again, on the same MLflow run) registers nothing new and moves the alias."""
+    read = registry.current_champion
+    attempts = []
+
+    def fail_first_attempt(*args):
+        attempts.append(args)
+        if len(attempts) == 1:
+            raise ConnectionError("the tracking server went away")
+        return read(*args)
+
+    monkeypatch.setattr(registry, "current_champion", fail_first_attempt)
+    never = lambda version: pytest.fail("there is no champion to compare with")  # noqa: E731
+    with mlflow.start_run() as training:
+        with pytest.raises(ConnectionError):
+            registry.register_and_promote(store, NAME, "champion", METRIC, 10.0, never)
+        assert [str(v.version) for v in mlflow.MlflowClient().search_model_versions(f"name='{NAME}'")] == ["1"]
+        decision = registry.register_and_promote(store, NAME, "champion", METRIC, 10.0, never)
+    versions = mlflow.MlflowClient().search_model_versions(f"name='{NAME}'")
+    assert [(str(v.version), v.run_id) for v in versions] == [("1", training.info.run_id)]
+    assert decision.promoted and decision.version == "1" and _champion() == "1"
+
+
+def test_a_retry_after_the_alias_moved_keeps_the_promotion(store, monkeypatch):
+    """The first attempt moved the alias and died before recording its decision: the retry neither registers
+    again nor compares the version with itself (which would record it as not promoted)."""
+    client = mlflow.MlflowClient()
+    tag = client.set_model_version_tag
+    attempts = []
+
+    def fail_at_the_first_decision_tag(name, version, key, value):
+        if key == "promotion.promoted" and not attempts:
+            attempts.append(version)
+            raise ConnectionError("the tracking server went away")
+        return tag(name, version, key, value)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_model_version_tag",
+                        lambda self, *args: fail_at_the_first_decision_tag(*args))
+    with mlflow.start_run():
+        with pytest.raises(ConnectionError):
+            registry.register_and_promote(store, NAME, "champion", METRIC, 10.0, lambda v: pytest.fail("compared"))
+        assert _champion() == "1"
+        decision = registry.register_and_promote(store, NAME, "champion", METRIC, 10.0,
+                                                 lambda v: pytest.fail("compared with itself"))
+    assert decision.promoted and "earlier attempt" in decision.reason
+    assert len(client.search_model_versions(f"name='{NAME}'")) == 1
+    assert client.get_model_version(NAME, "1").tags["promotion.promoted"] == "True"
+
+
+def test_a_promotion_lock_whose_holder_died_is_broken_after_its_lease(store, monkeypatch, capsys):
+    client = mlflow.MlflowClient()
+    client.create_registered_model(NAME + registry.LOCK_SUFFIX, tags={
+        registry.LOCK_OWNER_TAG: "elsewhere:4242:dead", registry.LOCK_EXPIRES_TAG: "0"})
+    with registry.promotion_lock(client, NAME):
+        holder = client.get_registered_model(NAME + registry.LOCK_SUFFIX).tags[registry.LOCK_OWNER_TAG]
+        assert holder != "elsewhere:4242:dead"
+    assert "holder elsewhere:4242:dead let its lease run out" in capsys.readouterr().out
+    assert not client.search_registered_models(f"name='{NAME + registry.LOCK_SUFFIX}'")  # released
+
+
+def test_a_registration_waits_a_bounded_time_for_a_held_lock(store, monkeypatch):
+    client = mlflow.MlflowClient()
+    monkeypatch.setenv("GENP_PROMOTION_LOCK_WAIT_S", "0")
+    with registry.promotion_lock(client, NAME):
+        with pytest.raises(PromotionLockTimeout, match=rf"{NAME}: the promotion lock .* was held by \S+:{os.getpid()}:"):
+            with registry.promotion_lock(client, NAME, poll_s=0.01):
+                pytest.fail("a held lock was taken twice")
+
+
+def test_registration_refuses_a_run_whose_record_is_incomplete(store):
+    client = mlflow.MlflowClient()
+    with mlflow.start_run() as gap:
+        mlflow.log_metric("epoch_seconds", 0.1, step=1)
+        mlflow.log_metric("epoch_seconds", 0.1, step=3)
+    with pytest.raises(IncompleteRunRecord, match=r"lacks the metrics of epochs \[2\]"):
+        registry.require_complete_record(client, gap.info.run_id)
+    running = client.create_run(mlflow.get_experiment_by_name("promotion").experiment_id)
+    with pytest.raises(IncompleteRunRecord, match="is RUNNING, not FINISHED"):
+        registry.require_complete_record(client, running.info.run_id)
+    with mlflow.start_run() as complete:
+        for epoch in (1, 2):
+            mlflow.log_metric("epoch_seconds", 0.1, step=epoch)
+    registry.require_complete_record(client, complete.info.run_id)

@@ -44,3 +44,38 @@ def test_a_missing_dataset_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"data/raw/faces\.npz not found; import it first"):
         with run_workspace(tmp_path, "r", "faces"):
             pass
+
+
+# A flow run's process: takes its workspace, says so, and waits to be killed.
+HOLD_A_WORKSPACE = """
+import sys, time
+from flows.workspaces import run_workspace
+with run_workspace(sys.argv[1], "killed", "digits"):
+    print("inside", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_workspace_whose_process_was_killed_is_marked_crashed_and_pruned(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from flows.workspaces import crashed_runs
+    from tests.conftest import REPO
+
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    (tmp_path / "data" / "raw" / "digits.npz").write_bytes(b"images")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_A_WORKSPACE, str(tmp_path)], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert "inside\n" in iter(holder.stdout.readline, "")  # after the workspace's own line
+        assert [status["status"] for _, status in list_runs(tmp_path)] == ["running"]  # its process is alive
+        with run_workspace(tmp_path, "alive", "digits"):  # a running one of this process is never taken for dead
+            assert crashed_runs(tmp_path) == []
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert crashed_runs(tmp_path) == [tmp_path.resolve() / "runs" / "killed"]
+    assert '"status": "crashed"' in (tmp_path / "runs" / "killed" / "run.json").read_text()  # marked on disk
+    assert [path.name for path in prune(tmp_path, keep=1)] == ["killed"]  # finished like any other
