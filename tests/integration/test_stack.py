@@ -238,3 +238,43 @@ def test_no_process_of_the_stack_listens_beyond_loopback(stack):
     for url in (urls["prefect"], urls["mlflow"], "http://" + state["urls"]["ray"]):
         assert int(url.rsplit(":", 1)[1]) in ports, (url, sockets)  # the servers themselves were checked
     assert beyond_loopback(sockets) == [], beyond_loopback(sockets)
+
+
+def test_a_killed_flow_run_ends_crashed_and_its_retry_resumes_the_training(stack):
+    """The process of a `train` flow run is killed with SIGKILL after its first checkpoint: Prefect records the run
+    CRASHED, its workspace is marked crashed, and the run retried as the UI's Retry does (the same flow run, so the
+    same workspace) resumes the same MLflow run from its last checkpoint."""
+    import signal
+
+    from flows.workspaces import crashed_runs
+
+    workspace, urls = stack
+    base = urls["prefect"]
+    # small batches: epochs long enough (about a second each) to kill the run between two of them
+    flow_run = create_run(base, "train/train", {"request": {"epochs": 12, "overrides": {"train": {"batch_size": 8}}}})
+    root = workspace / "runs" / flow_run["id"]
+    in_progress = root / "models" / "train_in_progress.json"
+    deadline = time.monotonic() + 300
+    while not (in_progress.exists() and list((root / "ray_results").rglob("checkpoint_*"))):
+        assert time.monotonic() < deadline, logs(base, flow_run["id"])
+        time.sleep(0.1)
+    run_id = json.loads(in_progress.read_text())["run_id"]
+    owner = json.loads((root / "run.json").read_text())["owner"]
+    os.kill(int(owner.split(":")[1]), signal.SIGKILL)
+
+    crashed = wait(base, flow_run["id"], 120)
+    assert crashed["state_type"] == "CRASHED", crashed["state"]
+    assert root in crashed_runs(workspace)
+    client = mlflow.MlflowClient(urls["mlflow"])
+    assert client.get_run(run_id).info.status == "RUNNING"  # until the platform next opens a run
+
+    api(base, "POST", f"/flow_runs/{flow_run['id']}/set_state",
+        {"state": {"type": "SCHEDULED", "name": "AwaitingRetry", "message": "retried by the test"}, "force": True})
+    retried = wait(base, flow_run["id"], 400)
+    assert retried["state_type"] == "COMPLETED", logs(base, flow_run["id"])
+    assert f"resuming the interrupted MLflow run {run_id}" in logs(base, flow_run["id"])
+    assert "resumed from the checkpoint of epoch" in (workspace / ".stack" / "logs" / "serve.log").read_text()
+    assert json.loads((root / "run.json").read_text())["status"] == "completed"
+    assert reported_mlflow_run(base, flow_run["id"]) == run_id
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(run_id, "val_neg_elbo")) == list(range(1, 13))

@@ -146,8 +146,6 @@ def test_an_outage_beyond_the_timeout_fails_the_run_which_the_next_training_resu
     assert f"MLflow run {run_id}" in _restart_server(ws, uri)
     failed = client.get_run(run_id)
     assert failed.info.status == "FAILED" and "ended while the run was RUNNING" in failed.data.tags["genp.failure"]
-    for stage in ("evaluate", "register"):
-        assert run(["genp", stage], ws, check=False).returncode != 0
     assert len(client.search_model_versions("name='vae-digits'")) == versions_before  # nothing registered
     # the next training resumes the same run from its last checkpoint and completes its record
     resumed = subprocess.run(["genp", "train"], cwd=ws, env=_env(ws, uri), capture_output=True, text=True,
