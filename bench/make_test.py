@@ -1,11 +1,14 @@
 """`make test` on a fresh clone of the committed HEAD, exactly as CI runs it (`CI=true bash .ci/run`): a new
-virtual environment, every package installed, then the whole suite (unit and integration tiers).
+virtual environment, every package installed, then the whole suite (unit and integration tiers). Then, in
+another fresh clone, the order a new user follows: `make run`, then `make test` (the two commands must compose:
+the suite passes beside what `make run` left in the working tree).
 
-    python -m bench.make_test     # writes bench/results/make_test.json (about 10 minutes per round on 2 cores)
+    python -m bench.make_test     # writes bench/results/make_test.json (about 12 minutes per round on 2 cores)
 
-`ROUNDS` rounds, each in a new clone; the verdict uses the median over rounds, with every round beside it. Each
-round also records pytest's own time and test count (from its summary line) and the set-up, the rest of the wall
-time. Target (issue 14): ≤ 10 minutes on 2 cores. Run it on an idle machine: it is a wall time.
+`ROUNDS` rounds of each kind, each in a new clone; the verdict uses the median of the CI rounds, with every round
+beside it. Each round also records pytest's own time and test count (from its summary line) and the set-up, the
+rest of the wall time (after `make run` the set-up is already done). Target (issue 34): under 10 minutes on 2
+cores, 8 as the aim. Run it on an idle machine: it is a wall time.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from bench._results import write_result
 from bench.feedback import REPO, summary, timed
 
 RESULT = Path(__file__).parent / "results" / "make_test.json"
-ROUNDS = 2
+ROUNDS = 1
 TARGET_SECONDS = 600
+AIM_SECONDS = 480
 SUMMARY_LINE = re.compile(r"=+ (\d+) passed.* in ([\d.]+)s")
 
 
@@ -34,10 +38,12 @@ def pytest_summary(lines: list[str]) -> tuple[int, float]:
     raise SystemExit("no pytest summary line in the output of `make test`")
 
 
-def _round() -> dict:
+def _round(after_make_run: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="genp-make-test-") as directory:
         clone = Path(directory) / "clone"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+        if after_make_run:
+            timed(["make", "run"], clone)
         total, lines = timed(["bash", ".ci/run"], clone, CI="true")
     passed, pytest_seconds = pytest_summary([line for _, line in lines])
     return {"total_seconds": round(total, 1), "pytest_seconds": pytest_seconds,
@@ -46,13 +52,18 @@ def _round() -> dict:
 
 def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    rounds = [_round() for _ in range(ROUNDS)]
+    rounds = [_round(after_make_run=False) for _ in range(ROUNDS)]
+    user_rounds = [_round(after_make_run=True) for _ in range(ROUNDS)]
     result = {"benchmark": "make_test", "commit": commit, "cpus": os.cpu_count(), "rounds": ROUNDS,
               "command": "CI=true bash .ci/run (= make test) in a fresh clone",
-              "make_test_fresh_clone": summary([r["total_seconds"] for r in rounds], TARGET_SECONDS),
+              "make_test_fresh_clone": summary([r["total_seconds"] for r in rounds], TARGET_SECONDS)
+              | {"aim_seconds": AIM_SECONDS, "aim_met": statistics.median(r["total_seconds"] for r in rounds)
+                 <= AIM_SECONDS},
               "pytest_seconds_median": round(statistics.median(r["pytest_seconds"] for r in rounds), 1),
               "setup_seconds_median": round(statistics.median(r["setup_seconds"] for r in rounds), 1),
-              "per_round": rounds}
+              "per_round": rounds,
+              "after_make_run": {"command": "make run, then CI=true bash .ci/run, in one fresh clone",
+                                 "per_round": user_rounds}}  # a failed round aborts the run
     write_result(RESULT, result)
 
 

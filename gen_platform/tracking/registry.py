@@ -24,6 +24,7 @@ from gen_platform.evaluation.bootstrap import Comparison
 from gen_platform.models import get_family
 from gen_platform.tracking.model_card import model_card
 from gen_platform.tracking.model_io import load_generator, load_model_dir, log_model
+from gen_platform.tracking.owners import owner_tags
 
 METRIC_TAG = "selection_metric"
 # On the registered model: the data version its latest registration was trained and evaluated on, promoted or
@@ -217,7 +218,7 @@ def register_run(params: PipelineParams, model_dir: Path, run_id: str, scores: d
         champion = load_generator(f"models:/{params.registered_model_name}/{champion_version}")
         return family.compare(challenger, champion, validation_images, features, params.evaluate)
 
-    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None, tags=owner_tags()):
         mlflow.log_text(card, "model_card.md")
         decision = register_and_promote(model_dir, params.registered_model_name, params.registry.alias,
                                         family.selection_metric, scores[family.selection_metric], compare_with,

@@ -100,7 +100,9 @@ def log_evaluation(ws: Workspace, params: PipelineParams, run_id: str, evaluatio
     """Scores and pictures on the run that trained the model. Keys the curves already hold (val_*) keep their
     per-epoch history; the full-split values used for promotion are on the registered version."""
     use_experiment(ws.repo, params.data.dataset)
-    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None) as run:
+    # reopened (RUNNING again) by this process: its owner tag says so, or another process's start would take the run
+    # for one whose process died
+    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None, tags=owner_tags()) as run:
         mlflow.log_metrics({k: v for k, v in evaluation.scores.items() if k not in run.data.metrics})
         for name, picture in evaluation.pictures.items():
             mlflow.log_image(picture, f"{name}.png")
