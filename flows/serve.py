@@ -40,10 +40,14 @@ def deployments() -> list:
     ]
 
 
-if __name__ == "__main__":
+def main() -> None:
     for crashed in crashed_runs(Path(".").resolve()):  # left `running` by a process that died with an earlier serve
-        print(f"run workspace {crashed}: its process is gone; marked crashed")
+        print(f"run workspace {crashed}: its process is gone; marked crashed", flush=True)
     poll_seconds = float(os.environ.get("GENP_DATA_POLL_SECONDS", "60"))
     if poll_seconds > 0:
         watch_in_background(".", poll_seconds)
     serve(*deployments(), limit=int(os.environ.get("GENP_MAX_CONCURRENT_RUNS", "2")))
+
+
+if __name__ == "__main__":
+    main()

@@ -79,3 +79,24 @@ def test_a_workspace_whose_process_was_killed_is_marked_crashed_and_pruned(tmp_p
     assert crashed_runs(tmp_path) == [tmp_path.resolve() / "runs" / "killed"]
     assert '"status": "crashed"' in (tmp_path / "runs" / "killed" / "run.json").read_text()  # marked on disk
     assert [path.name for path in prune(tmp_path, keep=1)] == ["killed"]  # finished like any other
+
+
+def test_the_serve_process_marks_workspaces_of_dead_processes_crashed_when_it_starts(tmp_path, monkeypatch, capsys):
+    """A serve process that was killed with its runs left them `running`; the next one reconciles them before it
+    serves (here its serving is replaced: only what happens before it is under test)."""
+    import subprocess
+    import sys
+
+    from flows import serve
+
+    dead = subprocess.run([sys.executable, "-c", "from gen_platform.tracking.owners import this_process; "
+                           "print(this_process())"], capture_output=True, text=True, check=True).stdout.strip()
+    write_json(tmp_path / "runs" / "orphan" / "run.json", {"status": "running", "started": 1.0, "owner": dead})
+    served = []
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENP_DATA_POLL_SECONDS", "0")
+    monkeypatch.setattr(serve, "serve", lambda *deployments, limit: served.append(limit))
+    serve.main()
+    assert served == [2]
+    assert [status["status"] for _, status in list_runs(tmp_path)] == ["crashed"]
+    assert "runs/orphan: its process is gone; marked crashed" in capsys.readouterr().out
