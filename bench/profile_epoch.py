@@ -4,8 +4,9 @@ cost Ray Train adds on top, reporting and start-up, is `bench/train_throughput`'
 Two parts, one process, 2 threads (the machine's cores), the default params of each family:
 
 - `breakdown` (per family × dataset, after a warm-up epoch): wall seconds of one epoch's phases as the loop
-  runs them: data (reading this worker's shards and converting batches to tensors), train steps (the recipe's
-  `train_epoch`), validation, snapshot and checkpoint (the state written to disk). The train steps are then
+  runs them: data (reading this worker's rows of the shards), train steps (the shared loop's `train_epoch`:
+  the conversion to floats on the device and the recipe's steps), validation, snapshot and checkpoint (the
+  state written to disk). The train steps are then
   profiled with torch.profiler (a separate epoch, the profiler's own overhead excluded from the wall times):
   shares of backward, optimizer and the rest (forward, losses, bookkeeping), host synchronisations per step
   (`aten::_local_scalar_dense`, one per `.item()`), and the operators with the most self CPU time.
@@ -29,17 +30,19 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from gen_platform.checkpoint import save_checkpoint
 from gen_platform.config import PipelineParams, parse_params
-from gen_platform.data.arrays import ImageArrays, to_tensor
+from gen_platform.data.arrays import ImageArrays
 from gen_platform.data.shards import ShardedSplit, write_shards
 from gen_platform.data.sources import builtin
 from gen_platform.data.splits import split_dataset
 from gen_platform.evaluation.classifier import ClassifierArchitecture, FeatureModule, train_classifier
 from gen_platform.models import get_family
-from gen_platform.training.acceleration import accelerated
+from gen_platform.training.feed import on_device
+from gen_platform.training.loop import EpochLoop
 
 from bench._results import write_result
 
@@ -61,24 +64,22 @@ def _params(family: str, dataset: str, size: int) -> PipelineParams:
                          "train": {"num_workers": 1, "cpus_per_worker": THREADS}})
 
 
-def _recipe(params: PipelineParams, variant: dict):
-    family = get_family(params.model.family)
-    architecture = family.architecture_from(params.data, params.model.settings)
+def _loop(params: PipelineParams, variant: dict) -> EpochLoop:
     torch.manual_seed(0)
-    wrap = accelerated(lambda module: module, CPU, variant.get("precision", "fp32"),
-                       variant.get("channels_last", False), variant.get("compile", False))
-    recipe = family.recipe(family.build(architecture), params.model.settings, wrap, CPU)
-    if "adam" in variant:  # the recipes' Adam optimizers, rebuilt with the same settings and the variant's kernel
-        for name, optimizer in list(vars(recipe).items()):
-            if isinstance(optimizer, torch.optim.Adam):
-                group = optimizer.param_groups[0]
-                setattr(recipe, name, torch.optim.Adam(group["params"], lr=group["lr"], betas=group["betas"],
-                                                       **ADAM_KERNELS[variant["adam"]]))
-    return recipe, architecture
+    switches = {key: variant[key] for key in ("precision", "channels_last", "compile") if key in variant}
+    loop = EpochLoop(get_family(params.model.family), params.model_copy(
+        update={"train": params.train.model_copy(update={"precision": "fp32", **switches})}), CPU)
+    optimizers = loop.recipe.optimizers
+    if "adam" in variant:  # the recipe's Adam optimizers, rebuilt with the same settings and the variant's kernel
+        for name, optimizer in optimizers.items():
+            group = optimizer.param_groups[0]
+            optimizers[name] = torch.optim.Adam(group["params"], lr=group["lr"], betas=group["betas"],
+                                                **ADAM_KERNELS[variant["adam"]])
+    return loop
 
 
-def _batches(params: PipelineParams, train: ShardedSplit, epoch: int) -> list[torch.Tensor]:
-    return [to_tensor(batch) for batch in train.batches(params.train.batch_size, 0, 1, params.train.seed, epoch)]
+def _batches(params: PipelineParams, train: ShardedSplit, epoch: int) -> list[np.ndarray]:
+    return list(train.batches(params.train.batch_size, 0, 1, params.train.seed, epoch))
 
 
 def _seconds(work) -> float:
@@ -106,22 +107,22 @@ def _profile_summary(profile, steps: int, wall: float) -> dict:
 
 
 def breakdown(params: PipelineParams, train: ShardedSplit, val: torch.Tensor, features) -> dict:
-    recipe, architecture = _recipe(params, {})
-    recipe.train_epoch(_batches(params, train, 0))  # warm-up
+    loop = _loop(params, {})
+    loop.train_epoch(_batches(params, train, 0))  # warm-up
     phases = {}
     batches: list[torch.Tensor] = []
     phases["data"] = _seconds(lambda: batches.extend(_batches(params, train, 1)))
-    phases["train_steps"] = _seconds(lambda: recipe.train_epoch(batches))
-    phases["validation"] = _seconds(lambda: recipe.validate(val, params.evaluate.batch_size, 0, 1, 0, features))
-    phases["snapshot"] = _seconds(recipe.snapshot)
+    phases["train_steps"] = _seconds(lambda: loop.train_epoch(batches))
+    phases["validation"] = _seconds(lambda: loop.validate(val, 0, features))
+    phases["snapshot"] = _seconds(loop.recipe.snapshot)
     with tempfile.TemporaryDirectory() as directory:
         phases["checkpoint"] = _seconds(lambda: save_checkpoint(
-            directory, recipe.state_dict() | {"epoch": 1, "history": [], "snapshots": []}, asdict(architecture),
+            directory, loop.state_dict() | {"epoch": 1, "history": [], "snapshots": []}, asdict(loop.architecture),
             params.model.family))
     epoch = sum(phases.values())
     profiled_batches = _batches(params, train, 2)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
-        wall = _seconds(lambda: recipe.train_epoch(profiled_batches))
+        wall = _seconds(lambda: loop.train_epoch(profiled_batches))
     return {"images": sum(len(b) for b in batches), "steps": len(batches), "epoch_seconds": round(epoch, 3),
             "phase_seconds": {k: round(v, 4) for k, v in phases.items()},
             "phase_shares": {k: round(v / epoch, 3) for k, v in phases.items()},
@@ -135,11 +136,11 @@ def variants(cases: dict) -> dict:
             batches = _batches(params, train, 1)
             images = sum(len(b) for b in batches)
             for name, variant in VARIANTS.items():
-                recipe, _ = _recipe(params, variant)
-                recipe.train_epoch(batches)  # warm-up (and compilation)
-                repeats = max(1, round(MIN_TIMED_SECONDS / _seconds(lambda: recipe.train_epoch(batches))))
+                loop = _loop(params, variant)
+                loop.train_epoch(batches)  # warm-up (and compilation)
+                repeats = max(1, round(MIN_TIMED_SECONDS / _seconds(lambda: loop.train_epoch(batches))))
                 rates[case][name].append(repeats * images / _seconds(
-                    lambda: [recipe.train_epoch(batches) for _ in range(repeats)]))
+                    lambda: [loop.train_epoch(batches) for _ in range(repeats)]))
                 print(f"round {round_index + 1}/{ROUNDS} {case} {name}: {rates[case][name][-1]:.0f} img/s", flush=True)
     result = {}
     for case, by_variant in rates.items():
@@ -167,7 +168,7 @@ def main() -> None:
             if limit:
                 train = ImageArrays(train.images[:limit], train.labels[:limit])
             shards = write_shards(Path(directory) / dataset, train)
-            val = to_tensor(splits["val"].images[:2000])
+            val = on_device(splits["val"].images[:2000], CPU)
             features = FeatureModule(train_classifier(train, ClassifierArchitecture(size, 1, 10), 2, 128, 1e-3, 0))
             for family in FAMILIES:
                 params = _params(family, dataset, size)

@@ -2,12 +2,13 @@
 
 Per size: the import of a folder of PNG files (one subfolder per class, `genp data import-folder`), prepare
 plus Great Expectations validation, the seconds of a training epoch (the second of two, with 1 worker using
-both cores and with 2-worker DDP) and the peak resident memory of each training worker. The images are
+both cores and with 2-worker DDP), the peak resident memory of each training worker and the bytes each worker
+read of the training split in that epoch (its share: about 1/N with N workers). The images are
 distinct 64×64 crops of scikit-learn's sample photographs (`photo-crops`, 4 classes). The VAE is kept small
 (8 hidden channels): this measures how the data path scales, not the network.
 
 Targets: time per epoch per image stays within 20 % of the 10k value (linear growth), and a worker's peak
-memory at 200k is within 10 % of its peak at 10k. Ray is restarted before every training, so each worker's
+memory at 200k is within 10 % of its peak at 10k, and each of N workers reads 1/N of the split (within 2 %). Ray is restarted before every training, so each worker's
 peak belongs to that training alone.
 
     python -m bench.scale                 # writes bench/results/scale.json
@@ -44,14 +45,16 @@ RESULT = Path(__file__).parent / "results" / "scale.json"
 
 
 @dataclass(frozen=True)
-class PeakMemory(EpochHook):
-    """Each worker writes its peak resident set size (MiB) after every epoch."""
+class WorkerFootprint(EpochHook):
+    """Each worker writes its peak resident set size (MiB) and the megabytes it read of the training split in
+    its last epoch."""
 
     directory: str
 
-    def on_epoch_end(self, state: WorkerState, model) -> None:
+    def on_epoch_reported(self, state: WorkerState, record: dict[str, float]) -> None:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        Path(self.directory, f"rank{state.rank}.json").write_text(json.dumps({"peak_mib": peak_mib}))
+        Path(self.directory, f"rank{state.rank}.json").write_text(json.dumps(
+            {"peak_mib": peak_mib, "read_megabytes": record["worker_read_megabytes"]}))
 
 
 def _write_folder(root: Path, images, labels) -> None:
@@ -93,12 +96,19 @@ def measure(size: int, work: Path) -> dict:
         memory.mkdir()
         ray.shutdown()  # fresh worker processes: each peak belongs to this training alone
         result = fit(params.with_overrides({"train": layout}), ws.prepared("train"), ws.prepared("val"),
-                     run_name=f"scale-{size}-{layout['num_workers']}", root=ws.root, hooks=(PeakMemory(str(memory)),))
-        peaks = [json.loads(path.read_text())["peak_mib"] for path in sorted(memory.glob("rank*.json"))]
+                     run_name=f"scale-{size}-{layout['num_workers']}", root=ws.root,
+                     hooks=(WorkerFootprint(str(memory)),))
+        workers = [json.loads(path.read_text()) for path in sorted(memory.glob("rank*.json"))]
         seconds = result.history[-1]["epoch_seconds"]
+        split_megabytes = row["train_images"] * 64 * 64 * 3 / 1e6
         row["layouts"][name] = {"epoch_seconds": seconds, "microseconds_per_image": 1e6 * seconds / row["train_images"],
-                                "worker_peak_mib": peaks}
-        print(f"{size} images, {name}: epoch {seconds:.1f} s, worker peak {max(peaks):.0f} MiB", flush=True)
+                                "worker_peak_mib": [worker["peak_mib"] for worker in workers],
+                                "worker_read_megabytes": [worker["read_megabytes"] for worker in workers],
+                                "worker_read_share_of_split": [worker["read_megabytes"] / split_megabytes
+                                                               for worker in workers]}
+        print(f"{size} images, {name}: epoch {seconds:.1f} s, worker peak "
+              f"{max(row['layouts'][name]['worker_peak_mib']):.0f} MiB, each worker read "
+              f"{row['layouts'][name]['worker_read_share_of_split']} of the split", flush=True)
     ray.shutdown()
     return row
 
@@ -110,8 +120,12 @@ def verdicts(rows: list[dict]) -> dict:
         base = smallest["layouts"][name]
         per_image = [row["layouts"][name]["microseconds_per_image"] / base["microseconds_per_image"] for row in rows]
         memory = max(largest["layouts"][name]["worker_peak_mib"]) / max(base["worker_peak_mib"])
+        workers = LAYOUTS[name]["num_workers"]
+        shares = [share for row in rows for share in row["layouts"][name]["worker_read_share_of_split"]]
         out[name] = {"per_image_time_vs_smallest": per_image, "linear_within_20_percent": all(0.8 <= r <= 1.2 for r in per_image),
-                     "peak_memory_largest_vs_smallest": memory, "memory_within_10_percent": memory <= 1.10}
+                     "peak_memory_largest_vs_smallest": memory, "memory_within_10_percent": memory <= 1.10,
+                     "each_worker_reads_1_over_n_within_2_percent": all(abs(share * workers - 1) <= 0.02
+                                                                        for share in shares)}
     return out
 
 

@@ -1,7 +1,7 @@
 """Training throughput: the Ray Train path against a plain single-process PyTorch loop.
 
-Both do the same work per epoch (the VAE `Recipe`'s `train_epoch` on the same model, data, batch size and
-thread count, then the validation score and a checkpoint written to disk), in one process run, interleaved
+Both do the same work per epoch (the shared `EpochLoop`'s `train_epoch` of the VAE on the same model, data,
+batch size and thread count, then the validation score and a checkpoint written to disk), in one process run, interleaved
 in rounds (plain, Ray, Ray DDP, plain, ...) so that machine drift hits both; each Ray fit starts and stops
 its own runtime, so the plain loop never runs beside Ray's daemons. Two views of the same runs:
 
@@ -34,19 +34,22 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import psutil
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from gen_platform.checkpoint import save_checkpoint
 from gen_platform.config import PipelineParams, parse_params
-from gen_platform.data.arrays import ImageArrays, to_tensor
+from gen_platform.data.arrays import ImageArrays
 from gen_platform.data.sources import digits
 from gen_platform.data.splits import split_dataset
 from gen_platform.models import vae
+from gen_platform.training.feed import on_device
 from gen_platform.training.hooks import EpochHook, WorkerState
+from gen_platform.training.loop import EpochLoop
 
 from bench._cpu_share import CpuSampler, process_name
+from bench._plain import shuffled_batches
 from bench._results import write_result
 from bench._stats import speed_ratios
 
@@ -75,6 +78,7 @@ FULL, QUICK = Schedule(80, 30, 5), Schedule(6, 1, 1)
 TARGETS = {"step": 0.98, "epoch": 0.90}
 THREADS = os.cpu_count() or 1
 RESULT = Path(__file__).parent / "results" / "train_throughput.json"
+CPU = torch.device("cpu")
 
 
 class PlainRun(NamedTuple):
@@ -86,20 +90,18 @@ class PlainRun(NamedTuple):
 def plain_loop(params: PipelineParams, train: ImageArrays, val: ImageArrays, schedule: Schedule) -> PlainRun:
     torch.set_num_threads(THREADS)
     torch.manual_seed(params.train.seed)
-    architecture = vae.architecture_from(params.data, params.model.settings)
-    recipe = vae.Recipe(vae.ConvVAE(architecture), params.model.settings, wrap=lambda model: model,
-                        device=torch.device("cpu"))
-    loader = DataLoader(TensorDataset(to_tensor(train.images)), batch_size=params.train.batch_size, shuffle=True)
-    val_images = to_tensor(val.images)
+    loop = EpochLoop(vae.FAMILY, params, CPU)
+    rng = np.random.default_rng(params.train.seed)
+    val_images = on_device(val.images, CPU)
     rates, cycles, starts = [], [], []
     with tempfile.TemporaryDirectory() as directory, CpuSampler() as sampler:
         for epoch in range(schedule.long):
             starts.append(time.time())
             started = time.perf_counter()
-            stats = recipe.train_epoch(batch for (batch,) in loader)
+            stats = loop.train_epoch(shuffled_batches(train.images, params.train.batch_size, rng))
             rates.append(stats["images"] / (time.perf_counter() - started))
-            recipe.validate(val_images, params.evaluate.batch_size, 0, 1, params.train.seed)
-            save_checkpoint(directory, recipe.state_dict() | {"epoch": epoch}, asdict(architecture), "vae")
+            loop.validate(val_images, params.train.seed)
+            save_checkpoint(directory, loop.state_dict() | {"epoch": epoch}, asdict(loop.architecture), "vae")
             cycles.append(time.perf_counter() - started)
         ended = time.time()
     return PlainRun(rates, statistics.median(cycles[schedule.warmup:]), sampler.shares(starts[schedule.warmup], ended))

@@ -15,7 +15,6 @@ from gen_platform import stages
 from gen_platform.config import PipelineParams, deep_merge, load_params, params_for, parse_override
 from gen_platform.errors import GenPlatformError
 from gen_platform.models import FAMILIES
-from gen_platform.validation.gate import require_valid_data
 from gen_platform.workspace import Workspace
 
 app = typer.Typer(help="gen_platform: train generative image models reproducibly.", no_args_is_help=True,
@@ -52,11 +51,7 @@ _stage(stages.features, "features", "Train the domain classifier used by every d
 
 
 def _train(params: PipelineParams, ws: Workspace) -> None:
-    from gen_platform.training.runtime import ensure_ray
-
-    require_valid_data(ws)  # refused before the Ray runtime starts, not 10 s later
-    ensure_ray(state_api=False)  # this process runs one fit and ends: no Tune trial needs Ray's state API
-    stages.train(params, ws)
+    stages.train(params, ws, process_runs_one_stage=True)
 
 
 _stage(_train, "train", "Train model.family on Ray Train, tracked in MLflow; writes models/generator.")
@@ -77,15 +72,7 @@ def tune(family: Annotated[str | None, typer.Option(help=f"one of {sorted(FAMILI
     merged = deep_merge(_overrides(set_), {"tune": {k: v for k, v in options.items() if v is not None}})
     base = load_params(params)
     base = params_for(params, family or base.model.family, base.data.dataset, merged)
-    from gen_platform.training.runtime import ensure_ray
-
-    workspace = Workspace.at(root)
-    require_valid_data(workspace)  # refused before the Ray runtime starts
-
-    # This process runs one search and ends. Only a multi-worker trial runs Ray Train, whose placement-group
-    # cleaner needs Ray's state API; a single-process trial is a plain Tune trainable.
-    ensure_ray(state_api=base.tune.workers_per_trial > 1)
-    stages.tune(base, workspace, resume=resume)
+    stages.tune(base, Workspace.at(root), resume=resume, process_runs_one_stage=True)
 
 
 @data_app.command("import", help="Write a built-in dataset (digits, fashion-mnist, photo-crops) to "

@@ -55,7 +55,11 @@ class TrainParams(Section):
     num_workers: int = Field(1, ge=1, le=1024)
     use_gpu: bool | Literal["auto"] = Field(False, description="true, false, or auto: GPUs if the cluster has enough")
     cpus_per_worker: float = Field(2.0, gt=0)
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: forward passes under bfloat16 autocast")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="forward passes under autocast: auto = bf16 on GPUs that have it, fp16 (with a "
+        "gradient scaler) on older GPUs, fp32 on CPUs")
+    sync_batch_norm: bool = Field(True, description="batch norm statistics over all workers' batches, so results "
+                                  "do not depend on how many workers share the global batch")
     channels_last: bool = False
     compile: bool = Field(False, description="torch.compile the networks (pays a compile time up front)")
     storage_path: str = Field("ray_results", description="checkpoint storage (relative to the repo, or absolute/URI)")

@@ -79,15 +79,27 @@ def features(params: PipelineParams, ws: Workspace) -> dict[str, float]:
     return scores
 
 
-def train(params: PipelineParams, ws: Workspace, hooks: tuple = ()) -> dict[str, float]:
+def _connect_ray(state_api: bool) -> None:
+    """Connect to the cluster in RAY_ADDRESS, or start a local runtime. A process that runs one stage and exits
+    (the CLI) starts it without Ray's state API where that stage needs none: a dashboard and its ten module
+    processes fewer. A long-lived process (the flows' serve) keeps it for whatever it runs next."""
+    from gen_platform.training.runtime import ensure_ray
+
+    ensure_ray(state_api=state_api)
+
+
+def train(params: PipelineParams, ws: Workspace, hooks: tuple = (), process_runs_one_stage: bool = False
+          ) -> dict[str, float]:
     """Train on Ray Train inside one MLflow run (params, lineage tags, system metrics, and curves logged live
-    as each epoch ends); save the final model.
-    `hooks` (`training.hooks.EpochHook`) run in every worker at each epoch's start and end."""
+    as each epoch ends); save the final model. Bad data is refused before the Ray runtime starts.
+    `hooks` (`training.hooks.EpochHook`) run in every worker at each epoch's start and end.
+    `process_runs_one_stage` (the CLI): see `_connect_ray`."""
     from gen_platform.evaluation.classifier import SavedClassifier
     from gen_platform.tracking.runs import live_curves, log_training, training_run
     from gen_platform.training.launcher import fit
 
     require_valid_data(ws)
+    _connect_ray(state_api=not process_runs_one_stage)
     classifier = SavedClassifier.read(ws.classifier_dir)
     with training_run(ws, params) as run_id:
         with live_curves(run_id) as live:  # left before log_training: the two never log the same epoch at once
@@ -158,10 +170,12 @@ def register(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
     return decision
 
 
-def tune(params: PipelineParams, ws: Workspace, resume: bool = False) -> dict[str, Any]:
+def tune(params: PipelineParams, ws: Workspace, resume: bool = False, process_runs_one_stage: bool = False
+         ) -> dict[str, Any]:
     """Search with Ray Tune inside one parent MLflow run (a child run per trial, filled live); the best trial's
     model is then evaluated and registered exactly like a trained one, on its own child run. Fails when no
-    trial finished. `resume`: continue this model's latest search that did not finish, in its parent run."""
+    trial finished. `resume`: continue this model's latest search that did not finish, in its parent run.
+    Bad data is refused before the Ray runtime starts; `process_runs_one_stage` (the CLI): see `_connect_ray`."""
     import mlflow
 
     from gen_platform.evaluation.classifier import SavedClassifier
@@ -171,6 +185,9 @@ def tune(params: PipelineParams, ws: Workspace, resume: bool = False) -> dict[st
     from gen_platform.tuning.search import run_search, trial_params
 
     require_valid_data(ws)
+    # Only a multi-worker trial runs Ray Train, whose placement-group cleaner needs Ray's state API; a
+    # single-process trial is a plain Tune trainable.
+    _connect_ray(state_api=not process_runs_one_stage or params.tune.workers_per_trial > 1)
     settings = params.tune
     with search_run(ws, params, resume) as parent:
         verb = "resuming the search of" if resume else "MLflow parent run"

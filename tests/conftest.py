@@ -31,6 +31,15 @@ SLOWEST_FIRST = ("test_stack.py", "test_pipeline.py", "test_tune.py", "test_pres
 def pytest_collection_modifyitems(config, items):
     rank = {name: index for index, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each module keeps its order
+    # Tests marked `gpu` need CUDA; where there is none they are deselected (listed as such), never skipped as if
+    # they had run: `python -m bench.gpu` runs them on a GPU machine and records their outcome.
+    import torch
+
+    if not torch.cuda.is_available():
+        deselected = [item for item in items if item.get_closest_marker("gpu")]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if not item.get_closest_marker("gpu")]
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,9 @@
-"""A prepared split on disk as fixed-size `.npy` shards, read one shard at a time.
+"""A prepared split on disk as fixed-size `.npy` shards, read in ranges of rows.
 
 Layout of a split directory: `index.json` (rows, image shape, the shard files) and `images-00000.npy`,
 `labels-00000.npy`, ... of at most `rows_per_shard` rows each. Training workers stream their share of the
-rows from these files instead of receiving the whole split in their config: a worker holds one shard and one
-batch at a time, so its memory does not grow with the dataset, and the same code serves one worker, DDP on
+rows from these files instead of receiving the whole split in their config: a worker reads only the rows it trains
+on and holds one shuffle window and one batch at a time, so its memory does not grow with the dataset, and the same code serves one worker, DDP on
 one node and workers on several nodes (the directory must then be on storage every node mounts, like
 `train.storage_path`).
 
@@ -28,6 +28,15 @@ from gen_platform.errors import DataError
 
 INDEX = "index.json"
 ROWS_PER_SHARD = 8192  # 100 MB of 64×64 RGB images
+CHUNK_ROWS = 64  # rows a worker reads at once (768 kB of 64×64 RGB images): the grain of the epoch's order
+SHUFFLE_ROWS = 4096  # rows a worker shuffles together
+
+
+@dataclass
+class ReadCount:
+    """Bytes read from a split's files (what the data path costs the shared volume)."""
+
+    bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,22 @@ class ShardedSplit:
         return ImageArrays(np.load(directory / entry["images"], allow_pickle=False),
                            np.load(directory / entry["labels"], allow_pickle=False))
 
+    def _image_rows(self, number: int, start: int, stop: int, read: ReadCount | None = None) -> np.ndarray:
+        """Rows [start, stop) of shard `number`'s images, reading only their bytes."""
+        path = Path(self.directory) / self._index["shards"][number]["images"]
+        with open(path, "rb") as file:
+            read_header = (np.lib.format.read_array_header_1_0 if np.lib.format.read_magic(file) == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran_order, dtype = read_header(file)
+            if fortran_order:
+                raise DataError(f"{path}: stored in Fortran order; rewrite the split with `genp prepare`")
+            row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
+            file.seek(start * row_bytes, os.SEEK_CUR)
+            data = file.read((stop - start) * row_bytes)
+        if read is not None:
+            read.bytes += len(data)
+        return np.frombuffer(data, dtype).reshape(stop - start, *shape[1:])
+
     def head(self, rows: int) -> ImageArrays:
         """The first `rows` rows (the split is shuffled at `prepare`, so a fair sample), reading only the shards
         that hold them."""
@@ -77,32 +102,40 @@ class ShardedSplit:
         """The whole split in memory (evaluation and the small splits)."""
         return self.head(len(self))
 
-    def batches(self, batch_size: int, rank: int, world_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
-        """This worker's images for one epoch, `batch_size` at a time (the last batch may be smaller).
+    def batches(self, batch_size: int, rank: int, world_size: int, seed: int, epoch: int,
+                read: ReadCount | None = None) -> Iterator[np.ndarray]:
+        """This worker's images (uint8 N×H×W×C) for one epoch, `batch_size` at a time (the last batch may be
+        smaller); `read` counts the bytes read from disk.
 
-        Shards come in a random order and rows in a random order within each shard, both fixed by (seed,
-        epoch); the k-th row of that order goes to worker k mod world_size, and every worker stops at
-        rows // world_size rows, so all workers take the same number of steps (DDP needs that).
+        Every shard is cut into chunks of CHUNK_ROWS contiguous rows, and the chunks of all shards come in an order
+        fixed by (seed, epoch). Worker k takes rows [k·R, (k+1)·R) of that sequence, R = rows // world_size, so
+        every worker takes the same number of steps (DDP needs that), no row comes twice in an epoch, and each
+        worker reads only its own rows, about 1/world_size of the split, as contiguous byte ranges. A worker
+        shuffles its rows in windows of SHUFFLE_ROWS rows: it holds a window and a batch, never a whole shard.
         """
         rng = np.random.default_rng([seed, epoch])
-        per_worker, taken, position = len(self) // world_size, 0, 0
-        buffer: list[np.ndarray] = []
-        for number in rng.permutation(len(self._index["shards"])):
-            images = self._shard(int(number)).images
-            order = rng.permutation(len(images))
-            first = (rank - position) % world_size  # this worker's first row in this shard's order
-            position += len(images)
-            mine = images[order[first::world_size][:per_worker - taken]]
-            taken += len(mine)
-            buffer.append(mine)
-            while sum(len(part) for part in buffer) >= batch_size:
-                joined = np.concatenate(buffer)
-                yield joined[:batch_size]
-                buffer = [joined[batch_size:]]
-            if taken >= per_worker:
-                break
-        if buffer and len(rest := np.concatenate(buffer)):
-            yield rest
+        chunks = [(number, start, min(start + CHUNK_ROWS, entry["rows"]))
+                  for number, entry in enumerate(self._index["shards"]) for start in range(0, entry["rows"], CHUNK_ROWS)]
+        per_worker = len(self) // world_size
+        first, last = rank * per_worker, (rank + 1) * per_worker
+        shuffle = np.random.default_rng([seed, epoch, rank])
+        window: list[np.ndarray] = []
+        position = 0
+        for chunk in rng.permutation(len(chunks)):
+            number, start, stop = chunks[chunk]
+            lo, hi = max(first - position, 0), min(last - position, stop - start)
+            position += stop - start
+            if lo < hi:
+                window.append(self._image_rows(number, start + lo, start + hi, read))
+            if sum(len(part) for part in window) >= SHUFFLE_ROWS or (position >= last and window):
+                rows = np.concatenate(window)
+                rows = rows[shuffle.permutation(len(rows))]
+                whole = len(rows) - len(rows) % batch_size if position < last else len(rows)
+                for begin in range(0, whole, batch_size):
+                    yield rows[begin:min(begin + batch_size, whole)]
+                window = [rows[whole:]]
+            if position >= last:
+                return
 
 
 def write_shards(directory: str | Path, arrays: ImageArrays, rows_per_shard: int = ROWS_PER_SHARD) -> ShardedSplit:

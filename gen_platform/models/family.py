@@ -1,7 +1,7 @@
 """The contract between the platform and a model family, and the registry that finds a family by name.
 
 A family is one module that defines its settings (its block `model.<name>` in params.yaml), its saved
-architecture, its networks, how it trains (a `Recipe`), how it is judged (a selection metric and optional
+architecture, its networks, how it trains (a `Recipe`: its maths only, the shared loop does the rest), how it is judged (a selection metric and optional
 family-specific scores and pictures) and how it is searched (a Ray Tune space and an ASHA grace period).
 It exposes all of that as one `Family` record; adding a family is one module plus one line in
 `gen_platform/models/__init__.py` (or a `register_family` call from a plugin or a test).
@@ -10,7 +10,7 @@ It exposes all of that as one `Family` record; adding a family is one module plu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from PIL import Image
@@ -36,24 +36,62 @@ class Generative(Protocol):
         """n images in [0, 1], N×C×H×W."""
 
 
-class Recipe(Protocol):
-    """How a family trains: built once per worker around the raw model, `wrap` making networks data-parallel."""
+class Update(Protocol):
+    """Given by the loop: applies a loss to an optimizer (zero, backward, step; scaled under fp16)."""
 
-    progress: tuple[str, ...]  # the history keys shown to the user each epoch
+    def __call__(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None: ...
 
-    def train_epoch(self, batches: Iterable[torch.Tensor]) -> dict[str, float]:
-        """One pass over this worker's batches (floats in [0, 1]); means over all workers, plus `images`."""
 
-    def validate(self, images: torch.Tensor, batch_size: int, rank: int, world_size: int, seed: int,
-                 features: nn.Module | None) -> dict[str, float]:
-        """Validation scores (the selection metric without its `val_` prefix among them)."""
+class Recipe:
+    """How a family trains, in the shape Lightning made familiar: its networks, its optimizers, a train step and a
+    validation step. The shared loop (training/loop.py) owns the rest: it moves batches to the device, makes the
+    networks data-parallel, accumulates on the device, reduces across workers, checkpoints and reports. A recipe
+    never moves a training batch to the device and never talks to other workers.
+
+    Subclasses set `model` (in `__init__(model, settings, device)`) and `optimizers` (in `configure`)."""
+
+    progress: tuple[str, ...] = ()  # the history keys shown to the user each epoch
+    train_metrics: tuple[str, ...] = ()  # the keys `train_step` may return, reported as `train_<key>`
+    validation_metrics: tuple[str, ...] = ()  # the keys `validation_step` returns, reported as `val_<key>`
+    model: nn.Module
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    def networks(self) -> dict[str, nn.Module]:
+        """The networks the loop prepares (device, data parallelism, precision), by name."""
+        return {"model": self.model}
+
+    def configure(self, prepared: dict[str, nn.Module], update: Update) -> None:
+        """Builds `optimizers` over the prepared networks; `update` is how a train step applies a loss."""
+        raise NotImplementedError
+
+    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """One step (1-based) on a batch of floats in [0, 1] on the training device: detached scalar means over the
+        batch for some of `train_metrics` (a key left out of a step is not averaged over it)."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Scalar sums over a validation batch for `validation_metrics`; the loop sums over batches and workers and
+        divides by the number of images."""
+        return {}
+
+    def validation_end(self, images: torch.Tensor, batch_size: int, seed: int,
+                       features: nn.Module | None) -> dict[str, float]:
+        """Scores of the whole validation set that every worker computes alike, without collectives (e.g. the
+        GAN's FD of generated samples); `images` are on the training device."""
+        return {}
 
     def snapshot(self) -> torch.Tensor | None:
         """A picture of this epoch kept in the checkpoint (uint8 N×C×H×W), or None."""
+        return None
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict()} | {name: optimizer.state_dict()
+                                                     for name, optimizer in self.optimizers.items()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state[name])
 
 
 @dataclass(frozen=True)
@@ -75,7 +113,7 @@ class Family:
     architecture: type  # the frozen dataclass saved beside the weights
     architecture_from: Callable[[DataParams, Any], Any]  # (data, settings) → architecture; checks the shapes
     build: Callable[[Any], nn.Module]  # architecture → a model with `sample(n, generator)`
-    recipe: Callable[[nn.Module, Any, Callable[[nn.Module], nn.Module], torch.device], Recipe]
+    recipe: Callable[[nn.Module, Any, torch.device], Recipe]  # (model, settings, training device) → its recipe
     selection_metric: str  # lower is better; the champion rule and tuning rank by it
     search_space: Callable[[], dict[str, Any]]  # Ray Tune distributions over fields of `settings`
     grace_epochs: int  # epochs before ASHA may stop a trial

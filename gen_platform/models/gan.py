@@ -9,7 +9,7 @@ and an EMA of the generator that, when enabled, is the model that samples.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -18,9 +18,8 @@ from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from gen_platform.distributed import all_reduce
 from gen_platform.evaluation.distribution import features_of, frechet_from_features, generate
-from gen_platform.models.family import Family
+from gen_platform.models.family import Family, Recipe as FamilyRecipe, Update
 from gen_platform.nets import adam, bottom_size, channel_widths, down_stack, up_stack
 from gen_platform.settings import DataParams, Section
 
@@ -107,7 +106,8 @@ class GAN(nn.Module):
                noise: torch.Tensor | None = None) -> torch.Tensor:
         """n images in [0, 1], N×C×H×W (from fixed `noise` when given)."""
         device = next(self.parameters()).device
-        z = noise if noise is not None else torch.randn(n, self.architecture.latent_dim, generator=generator)
+        z = noise if noise is not None else torch.randn(n, self.architecture.latent_dim, generator=generator,
+                                                         device="cpu")  # the generator's device
         was_training = self.sampler.training
         self.sampler.eval()
         images = (self.sampler(z.to(device)) + 1) / 2
@@ -127,23 +127,30 @@ def generator_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake).mean() if kind == "non_saturating" else -fake.mean()
 
 
-class Recipe:
-    """Alternating updates of D (k per G step) and G, each network data-parallel through `wrap`."""
+class Recipe(FamilyRecipe):
+    """Alternating updates of D (k per G step) and G, each network prepared (data-parallel) by the loop."""
 
+    train_metrics = ("d_loss", "g_loss")
     progress = ("train_d_loss", "train_g_loss", "val_fd")
 
-    def __init__(self, model: GAN, settings: GANParams, wrap: Callable[[nn.Module], nn.Module], device: torch.device):
+    def __init__(self, model: GAN, settings: GANParams, device: torch.device):
         self.model, self.settings, self.device = model, settings, device
-        self.parallel_generator = wrap(model.generator)
-        self.parallel_discriminator = wrap(model.discriminator)
-        betas = (0.0, 0.9) if settings.loss == "wgan_gp" else (0.5, 0.999)
-        self.g_optimizer = adam(self.parallel_generator.parameters(), lr=settings.g_learning_rate, betas=betas)
-        self.d_optimizer = adam(self.parallel_discriminator.parameters(), lr=settings.d_learning_rate, betas=betas)
         if model.ema is not None:
             model.ema.multi_avg_fn = get_ema_multi_avg_fn(settings.ema_decay)
         latent_dim = model.architecture.latent_dim
-        self.fixed_noise = torch.randn(64, latent_dim, generator=torch.Generator().manual_seed(1234))
+        self.fixed_noise = torch.randn(64, latent_dim, generator=torch.Generator().manual_seed(1234), device="cpu")
         self._reference: tuple[torch.Tensor, torch.Tensor] | None = None  # validation images and their features
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"generator": self.model.generator, "discriminator": self.model.discriminator}
+
+    def configure(self, prepared: dict[str, nn.Module], update: Update) -> None:
+        self.parallel_generator, self.parallel_discriminator = prepared["generator"], prepared["discriminator"]
+        self.update = update
+        betas = (0.0, 0.9) if self.settings.loss == "wgan_gp" else (0.5, 0.999)
+        self.optimizers = {
+            "g_optimizer": adam(self.parallel_generator.parameters(), lr=self.settings.g_learning_rate, betas=betas),
+            "d_optimizer": adam(self.parallel_discriminator.parameters(), lr=self.settings.d_learning_rate, betas=betas)}
 
     def _noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.model.architecture.latent_dim, device=self.device)
@@ -161,65 +168,41 @@ class Recipe:
         else:
             real_out, fake_out = self.parallel_discriminator(torch.cat([real, fake])).split(len(real))
             loss = discriminator_loss(self.settings.loss, real_out, fake_out)
-        self.d_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.d_optimizer.step()
+        self.update(loss, self.optimizers["d_optimizer"])
         return loss.detach()
 
     def _generator_step(self, fake: torch.Tensor) -> torch.Tensor:
         no_sync = getattr(self.parallel_discriminator, "no_sync", None)
-        # D's gradients from the G step are discarded, so they need no all-reduce.
+        # D's gradients from the G step are discarded: DDP need not reduce them.
         with no_sync() if no_sync else torch.enable_grad():
             loss = generator_loss(self.settings.loss, self.parallel_discriminator(fake))
-        self.g_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.g_optimizer.step()
+        self.update(loss, self.optimizers["g_optimizer"])
         if self.model.ema is not None:
             self.model.ema.update_parameters(self.model.generator)
         return loss.detach()
 
-    def train_epoch(self, batches: Iterable[torch.Tensor]) -> dict[str, float]:
-        self.parallel_generator.train()
-        self.parallel_discriminator.train()
-        # d loss sum, d steps, g loss sum, g steps, images; on the device: no host synchronisation per step
-        totals = torch.zeros(5, dtype=torch.float64, device=self.device)
-        for step, batch in enumerate(batches, start=1):
-            real = batch.to(self.device, non_blocking=True) * 2 - 1
-            # The G step reuses the fakes of the D step just before it (one generator forward per batch).
-            fake = self.parallel_generator(self._noise(len(real)))
-            totals[0] += self._discriminator_step(real, fake)
-            totals[1] += 1
-            if step % self.settings.d_steps_per_g_step == 0:
-                totals[2] += self._generator_step(fake)
-                totals[3] += 1
-            totals[4] += len(real)
-        d_sum, d_steps, g_sum, g_steps, images = all_reduce(totals).tolist()
-        return {"d_loss": d_sum / max(d_steps, 1), "g_loss": g_sum / max(g_steps, 1), "g_steps": g_steps,
-                "images": int(images)}
+    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        real = batch * 2 - 1
+        # The G step reuses the fakes of the D step just before it (one generator forward per batch).
+        fake = self.parallel_generator(self._noise(len(real)))
+        losses = {"d_loss": self._discriminator_step(real, fake)}
+        if step % self.settings.d_steps_per_g_step == 0:
+            losses["g_loss"] = self._generator_step(fake)
+        return losses
 
-    def validate(self, images: torch.Tensor, batch_size: int, rank: int, world_size: int, seed: int,
-                 features: nn.Module | None = None) -> dict[str, float]:
-        """Fréchet distance between the validation images and `fd_samples` generated ones, drawn in batches
-        (every worker computes the same)."""
+    def validation_end(self, images: torch.Tensor, batch_size: int, seed: int,
+                       features: nn.Module | None) -> dict[str, float]:
+        """Fréchet distance between the validation images and `fd_samples` generated ones, drawn in batches."""
         if features is None:
             return {}
         if self._reference is None or self._reference[0] is not images:  # the loop passes the same images
-            self._reference = (images, features_of(images.to(self.device), features, batch_size))  # every epoch
+            self._reference = (images, features_of(images, features, batch_size))  # every epoch
         samples = generate(self.model, self.settings.fd_samples, seed, batch_size)
         return {"fd": frechet_from_features(self._reference[1], features_of(samples, features, batch_size))}
 
     def snapshot(self) -> torch.Tensor:
         """The fixed-noise grid of this epoch (uint8), kept in the checkpoint to show progress across epochs."""
         return (self.model.sample(len(self.fixed_noise), noise=self.fixed_noise) * 255).round().to(torch.uint8).cpu()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "g_optimizer": self.g_optimizer.state_dict(),
-                "d_optimizer": self.d_optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.g_optimizer.load_state_dict(state["g_optimizer"])
-        self.d_optimizer.load_state_dict(state["d_optimizer"])
 
 
 def search_space() -> dict[str, Any]:

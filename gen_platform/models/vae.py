@@ -7,17 +7,16 @@ binary cross-entropy in nats and `recon + kl` is the negative ELBO at β=1: a β
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from gen_platform.distributed import all_reduce
 from gen_platform.evaluation.bootstrap import Comparison, paired_mean_difference
 from gen_platform.evaluation.images import image_grid, interpolation_grid
-from gen_platform.models.family import Family, FamilyScores
+from gen_platform.models.family import Family, FamilyScores, Recipe as FamilyRecipe, Update
 from gen_platform.nets import adam, bottom_size, channel_widths, down_stack, up_stack
 from gen_platform.settings import DataParams, EvaluateParams, Section
 from gen_platform.progress import progress
@@ -79,7 +78,7 @@ class ConvVAE(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images in [0, 1], N×C×H×W."""
         device = next(self.parameters()).device
-        z = torch.randn(n, self.architecture.latent_dim, generator=generator).to(device)
+        z = torch.randn(n, self.architecture.latent_dim, generator=generator, device="cpu").to(device)
         return torch.sigmoid(self.decode(z))
 
     @torch.no_grad()
@@ -93,25 +92,23 @@ def loss_terms(outputs: dict[str, torch.Tensor], beta: float) -> dict[str, torch
     return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "neg_elbo": recon + kl}
 
 
-@torch.no_grad()
-def neg_elbo(model: ConvVAE, images: torch.Tensor, batch_size: int, device: torch.device | str = "cpu",
-             rank: int = 0, world_size: int = 1, seed: int = 0) -> dict[str, float]:
-    """Mean reconstruction, KL and their sum over `images` (this worker's strided slice, summed over workers).
+def elbo_sums(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Summed reconstruction and KL terms of a batch and their sum (the negative ELBO at β=1), on its device."""
+    outputs = model(images)
+    recon, kl = outputs["recon"].sum(), outputs["kl"].sum()
+    return {"recon": recon, "kl": kl, "neg_elbo": recon + kl}
 
-    The latent noise is seeded, so the same model on the same images always gets the same score.
-    """
+
+@torch.no_grad()
+def neg_elbo(model: ConvVAE, images: torch.Tensor, batch_size: int, seed: int = 0) -> float:
+    """The mean negative ELBO over `images` in one process (evaluation). The latent noise is seeded, so the same
+    model on the same images always gets the same score."""
     model.eval()
-    rng_state = torch.random.get_rng_state()
-    torch.manual_seed(seed + rank)
-    totals = torch.zeros(3, dtype=torch.float64)
-    for start in range(rank * batch_size, len(images), world_size * batch_size):
-        outputs = model(images[start:start + batch_size].to(device))
-        totals += torch.tensor([outputs["recon"].sum().item(), outputs["kl"].sum().item(), len(outputs["kl"])],
-                               dtype=torch.float64)
-    torch.random.set_rng_state(rng_state)
-    recon, kl, count = all_reduce(totals).tolist()
-    count = max(count, 1.0)
-    return {"recon": recon / count, "kl": kl / count, "neg_elbo": (recon + kl) / count}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        total = sum(elbo_sums(model, images[start:start + batch_size])["neg_elbo"].item()
+                    for start in range(0, len(images), batch_size))
+    return total / max(len(images), 1)
 
 
 @torch.no_grad()
@@ -146,52 +143,32 @@ def importance_weighted_nll(model: ConvVAE, images: torch.Tensor, samples: int, 
     return -log_px.mean().item() if len(log_px) else 0.0
 
 
-class Recipe:
-    """One Adam optimizer on the β-weighted loss; `wrap` makes the model data-parallel (or not)."""
+class Recipe(FamilyRecipe):
+    """One Adam optimizer on the β-weighted loss."""
 
-    terms = ("loss", "recon", "kl", "neg_elbo")
+    train_metrics = ("loss", "recon", "kl", "neg_elbo")
+    validation_metrics = ("recon", "kl", "neg_elbo")
     progress = ("train_loss", "train_kl", "val_neg_elbo")
 
-    def __init__(self, model: ConvVAE, settings: VAEParams, wrap: Callable[[nn.Module], nn.Module],
-                 device: torch.device):
-        self.model, self.settings, self.device = model, settings, device
-        self.parallel_model = wrap(model)
-        self.optimizer = adam(self.parallel_model.parameters(), lr=settings.learning_rate)
+    def __init__(self, model: ConvVAE, settings: VAEParams, device: torch.device):
+        self.model, self.settings = model, settings
 
-    def train_epoch(self, batches: Iterable[torch.Tensor]) -> dict[str, float]:
-        self.parallel_model.train()
-        # The sums stay on the device: one host synchronisation per epoch, none per step.
-        totals = torch.zeros(len(self.terms) + 1, dtype=torch.float64, device=self.device)
-        for batch in batches:
-            batch = batch.to(self.device, non_blocking=True)
-            terms = loss_terms(self.parallel_model(batch), self.settings.beta)
-            self.optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            self.optimizer.step()
-            totals[:-1] += torch.stack([terms[t].detach() for t in self.terms]).double() * len(batch)
-            totals[-1] += len(batch)
-        *sums, images = all_reduce(totals).tolist()
-        return {name: sums[i] / images if images else float("nan") for i, name in enumerate(self.terms)} | {
-            "images": int(images)}
+    def configure(self, prepared: dict[str, nn.Module], update: Update) -> None:
+        self.parallel_model, self.update = prepared["model"], update
+        self.optimizers = {"optimizer": adam(self.parallel_model.parameters(), lr=self.settings.learning_rate)}
 
-    def validate(self, images: torch.Tensor, batch_size: int, rank: int, world_size: int, seed: int,
-                 features: nn.Module | None = None) -> dict[str, float]:
-        return neg_elbo(self.model, images, batch_size, self.device, rank, world_size, seed)
+    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        terms = loss_terms(self.parallel_model(batch), self.settings.beta)
+        self.update(terms["loss"], self.optimizers["optimizer"])
+        return {name: value.detach() for name, value in terms.items()}
 
-    def snapshot(self) -> None:
-        return None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    def validation_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return elbo_sums(self.model, batch)
 
 
 def score(model: ConvVAE, val: torch.Tensor, test: torch.Tensor, settings: EvaluateParams) -> FamilyScores:
     """The ELBO at β=1 (val and test), the importance-weighted `nll`, reconstructions and interpolations."""
-    scores = {f"{split}_neg_elbo": neg_elbo(model, images, settings.batch_size, seed=settings.seed)["neg_elbo"]
+    scores = {f"{split}_neg_elbo": neg_elbo(model, images, settings.batch_size, seed=settings.seed)
               for split, images in (("val", val), ("test", test))}
     nll_images = test[:settings.metric_samples]
     scores["nll"] = importance_weighted_nll(model, nll_images, settings.nll_importance_samples, seed=settings.seed)

@@ -1,29 +1,35 @@
 """The training loop: unpack the inputs, plain PyTorch, report. It runs in every Ray Train worker, or alone
 as a single-process Tune trial (a `session` says which).
 
-Family-agnostic: the family's `Recipe` knows how to train one epoch and how to validate. The loop knows
-nothing of MLflow, DVC or Prefect: it reports metrics and a checkpoint every epoch, and resumes from the
-latest checkpoint when Ray restarts it after a worker failure.
+Family-agnostic: a family's `Recipe` brings its maths (networks, optimizers, a train and a validation step);
+`EpochLoop` owns devices, data movement, accumulation and reductions. The loop knows nothing of MLflow, DVC or
+Prefect: it reports metrics and a checkpoint every epoch, and resumes from the latest checkpoint when Ray
+restarts it after a worker failure.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
+
+import numpy as np
 
 import torch
 
 from gen_platform.checkpoint import load_checkpoint, save_checkpoint
 from gen_platform.config import PipelineParams
-from gen_platform.data.arrays import to_tensor
-from gen_platform.data.shards import ShardedSplit
+from gen_platform.data.shards import ReadCount, ShardedSplit
 from gen_platform.evaluation.classifier import FeatureModule, SavedClassifier
 from gen_platform.models import Family
-from gen_platform.training.acceleration import accelerated
+from gen_platform.training.acceleration import Update, accelerated, resolve_precision
+from gen_platform.training.batch_norm import synchronise_batch_norm
+from gen_platform.training.collectives import all_reduce_sum
+from gen_platform.training.feed import device_batches, on_device
 from gen_platform.training.hooks import EpochHook, WorkerState
 
 
@@ -120,16 +126,103 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     run_epochs(config["inputs"], TrainSession())
 
 
+class EpochLoop:
+    """One worker's training of a family. The family's recipe brings the maths; this loop owns the rest: the
+    device, the networks' preparation (data parallelism, precision, batch norm across workers), the data path,
+    the accumulation of metrics on the device and every reduction across workers. Used by the Ray Train loop,
+    the Tune trials and the benchmarks' plain loops alike."""
+
+    def __init__(self, family: Family, params: PipelineParams, device: torch.device, rank: int = 0,
+                 world_size: int = 1, prepare_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None):
+        train = params.train
+        self.params, self.device, self.rank, self.world_size = params, device, rank, world_size
+        self.precision = resolve_precision(train.precision, device)
+        self.architecture = family.architecture_from(params.data, params.model.settings)
+        self.model = family.build(self.architecture).to(device)
+        if world_size > 1 and train.sync_batch_norm:
+            synchronise_batch_norm(self.model)
+        self.recipe = family.recipe(self.model, params.model.settings, device)
+        wrap = accelerated(prepare_model or (lambda module: module.to(device)), device, self.precision,
+                           train.channels_last, train.compile)
+        self.prepared = {name: wrap(network) for name, network in self.recipe.networks().items()}
+        self.recipe.configure(self.prepared, Update(self.precision, device))
+
+    def train_epoch(self, batches: Iterable[np.ndarray]) -> dict[str, float]:
+        """One pass over this worker's uint8 batches: each train metric's mean over every worker's images, and
+        `images`, the number of images all workers trained on."""
+        names = self.recipe.train_metrics
+        for network in self.prepared.values():
+            network.train()
+        # sums and weights stay on the device: no host synchronisation per step, one reduction per epoch
+        sums = torch.zeros(2, len(names), dtype=torch.float64, device=self.device)
+        images = 0
+        for step, batch in enumerate(device_batches(iter(batches), self.device, self.params.train.channels_last), 1):
+            values = self.recipe.train_step(batch, step)
+            if step == 1 and (unknown := set(values) - set(names)):
+                raise ValueError(f"train_step returned {sorted(unknown)}, not among train_metrics {names}")
+            for index, name in enumerate(names):
+                if name in values:
+                    sums[0, index] += values[name].double() * len(batch)
+                    sums[1, index] += len(batch)
+            images += len(batch)
+        counts = torch.cat([sums.flatten(), torch.tensor([images], dtype=torch.float64, device=self.device)])
+        *totals, images_total = all_reduce_sum(counts, "train metrics").tolist()
+        means = {name: totals[i] / totals[len(names) + i] if totals[len(names) + i] else math.nan
+                 for i, name in enumerate(names)}
+        return means | {"images": int(images_total)}
+
+    @torch.no_grad()
+    def validate(self, images: torch.Tensor, seed: int, features: torch.nn.Module | None = None) -> dict[str, float]:
+        """The validation metrics on `images` (floats on the device): the recipe's per-image sums over this
+        worker's strided share, reduced over workers, then its whole-set scores. Random draws are seeded (a model
+        scores the same every time) and the caller's random state is left as it was."""
+        names, batch_size = self.recipe.validation_metrics, self.params.evaluate.batch_size
+        for network in self.prepared.values():
+            network.eval()
+        scores: dict[str, float] = {}
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed + self.rank)
+            if names:
+                totals = torch.zeros(len(names) + 1, dtype=torch.float64, device=self.device)
+                for start in range(self.rank * batch_size, len(images), self.world_size * batch_size):
+                    batch = images[start:start + batch_size]
+                    values = self.recipe.validation_step(batch)
+                    totals[:-1] += torch.stack([values[name].double() for name in names])
+                    totals[-1] += len(batch)
+                *sums, count = all_reduce_sum(totals, "validation metrics").tolist()
+                scores = {name: total / max(count, 1.0) for name, total in zip(names, sums)}
+            scores |= self.recipe.validation_end(images, batch_size, seed, features)
+        return scores
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.recipe.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.recipe.load_state_dict(state)
+
+
+def gpu_metrics(device: torch.device) -> dict[str, float]:
+    """This worker's GPU as MLflow system metrics (rank 0's, logged with its epochs): utilisation where NVML is
+    installed, and the peak memory the training allocated."""
+    if device.type != "cuda":
+        return {}
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    metrics = {f"system/gpu_{index}_memory_usage_megabytes": torch.cuda.max_memory_allocated(device) / 1e6,
+               f"system/gpu_{index}_memory_usage_percentage":
+                   100 * torch.cuda.max_memory_allocated(device) / torch.cuda.get_device_properties(device).total_memory}
+    try:
+        metrics[f"system/gpu_{index}_utilization_percentage"] = float(torch.cuda.utilization(device))
+    except (ModuleNotFoundError, RuntimeError):  # NVML (nvidia-ml-py) not installed or not usable
+        pass
+    return metrics
+
+
 def run_epochs(inputs: TrainingInputs, session: TrainSession | TuneSession) -> None:
     params, family, hooks = inputs.params, inputs.family, inputs.hooks
     rank, world_size, device = session.rank, session.world_size, session.device
     torch.set_num_threads(max(1, int(params.train.cpus_per_worker)))
     torch.manual_seed(params.train.seed)
-    architecture = family.architecture_from(params.data, params.model.settings)
-    model = family.build(architecture).to(device)
-    wrap = accelerated(session.prepare_model, device, params.train.precision, params.train.channels_last,
-                       params.train.compile)
-    recipe = family.recipe(model, params.model.settings, wrap, device)
+    loop = EpochLoop(family, params, device, rank, world_size, session.prepare_model)
     features = FeatureModule(inputs.classifier.load()).to(device) if inputs.classifier else None
 
     start_epoch, history, snapshots = 0, [], []
@@ -137,40 +230,40 @@ def run_epochs(inputs: TrainingInputs, session: TrainSession | TuneSession) -> N
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state, _ = load_checkpoint(directory)
-        recipe.load_state_dict(state)
+        loop.load_state_dict(state)
         start_epoch, history, snapshots = state["epoch"] + 1, list(state["history"]), list(state["snapshots"])
         if rank == 0:
             _progress(f"resumed from the checkpoint of epoch {start_epoch}")
     torch.manual_seed(params.train.seed * 1000 + rank + start_epoch)  # different noise per worker and resume
 
-    # `batch_size` is global: results do not depend on how many workers share it.
+    # `batch_size` is global: each worker takes its share of every step's batch.
     worker_batch = max(1, params.train.batch_size // world_size)
-    val_images = to_tensor(inputs.val.head(params.train.validation_images).images)
+    val_images = on_device(inputs.val.head(params.train.validation_images).images, device)
 
     for epoch in range(start_epoch, params.train.epochs):
         worker = WorkerState(rank, world_size, epoch, params.train.epochs, resumed=checkpoint is not None)
         for hook in hooks:
             hook.on_epoch_start(worker)
-        started = time.perf_counter()
-        batches = inputs.train.batches(worker_batch, rank, world_size, params.train.seed, epoch)
-        train_stats = recipe.train_epoch(to_tensor(batch) for batch in batches)
+        started, read = time.perf_counter(), ReadCount()
+        train_stats = loop.train_epoch(inputs.train.batches(worker_batch, rank, world_size, params.train.seed, epoch,
+                                                            read))
         seconds = time.perf_counter() - started
-        val_stats = recipe.validate(val_images, params.evaluate.batch_size, rank, world_size, params.train.seed,
-                                    features)
+        val_stats = loop.validate(val_images, params.train.seed, features)
         record = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in train_stats.items() if k != "images"},
                   **{f"val_{k}": v for k, v in val_stats.items()},
-                  "images_per_second": train_stats["images"] / seconds, "epoch_seconds": seconds}
+                  "images_per_second": train_stats["images"] / seconds, "epoch_seconds": seconds,
+                  "worker_read_megabytes": read.bytes / 1e6, **(gpu_metrics(device) if rank == 0 else {})}
         history.append(record)
-        snapshot = recipe.snapshot()
+        snapshot = loop.recipe.snapshot()
         if snapshot is not None:
             snapshots.append(snapshot)
         for hook in hooks:
-            hook.on_epoch_end(worker, model)
+            hook.on_epoch_end(worker, loop.model)
         if rank == 0:
-            state = recipe.state_dict() | {"epoch": epoch, "history": history, "snapshots": snapshots}
-            session.report(record, lambda directory: save_checkpoint(directory, state, asdict(architecture),
+            state = loop.state_dict() | {"epoch": epoch, "history": history, "snapshots": snapshots}
+            session.report(record, lambda directory: save_checkpoint(directory, state, asdict(loop.architecture),
                                                                       family=family.name))
-            _progress(_format(record, params.train.epochs, recipe.progress))
+            _progress(_format(record, params.train.epochs, loop.recipe.progress))
         else:
             session.report(record)
         for hook in hooks:

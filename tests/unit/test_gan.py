@@ -1,14 +1,15 @@
 import copy
 
+import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from gen_platform.config import parse_params
 from gen_platform.models.gan import GANParams
 from gen_platform.settings import DataParams
 from gen_platform.errors import ConfigError
 from gen_platform.models import gan
+from gen_platform.training.loop import EpochLoop
 
 
 @pytest.mark.parametrize(("size", "channels"), [(8, 1), (28, 1), (32, 3), (64, 3)])
@@ -37,22 +38,31 @@ def test_image_size_the_architecture_cannot_serve():
             gan.architecture_from(DataParams(image_size=size), GANParams())
 
 
-def _recipe(loss="non_saturating", ratio=1, ema=0.0):
+def _recipe(loss="non_saturating", ratio=1, ema=0.0) -> EpochLoop:
+    """The GAN recipe in the shared loop, on the CPU."""
     torch.manual_seed(0)
-    hyper = GANParams(loss=loss, d_steps_per_g_step=ratio, ema_decay=ema, latent_dim=8, hidden_channels=8)
-    model = gan.GAN(gan.architecture_from(DataParams(), hyper))
-    return gan.Recipe(model, hyper, wrap=lambda m: m, device=torch.device("cpu"))
+    params = parse_params({"model": {"family": "gan", "gan": {"loss": loss, "d_steps_per_g_step": ratio,
+                                                              "ema_decay": ema, "latent_dim": 8, "hidden_channels": 8}}})
+    return EpochLoop(gan.FAMILY, params, torch.device("cpu"))
 
 
 def _loader(n=64):
-    return [batch for (batch,) in DataLoader(TensorDataset(torch.rand(n, 1, 8, 8)), batch_size=8, shuffle=False)]
+    images = np.random.default_rng(0).integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
+    return [images[start:start + 8] for start in range(0, n, 8)]
+
+
+def _steps(optimizer):
+    return {int(state["step"]) for state in optimizer.state.values()}
 
 
 @pytest.mark.parametrize("loss", ["non_saturating", "hinge", "wgan_gp"])
 @pytest.mark.parametrize("ratio", [1, 3])
 def test_update_ratio_and_losses(loss, ratio):
-    stats = _recipe(loss, ratio).train_epoch(_loader())
-    assert stats["images"] == 64 and stats["g_steps"] == 8 // ratio
+    loop = _recipe(loss, ratio)
+    stats = loop.train_epoch(_loader())
+    assert stats["images"] == 64
+    assert _steps(loop.recipe.optimizers["d_optimizer"]) == {8}
+    assert _steps(loop.recipe.optimizers["g_optimizer"]) == {8 // ratio}
     assert torch.isfinite(torch.tensor([stats["d_loss"], stats["g_loss"]])).all()
 
 
@@ -96,9 +106,8 @@ def test_per_epoch_fd_draws_fd_samples_images_whatever_the_validation_size(monke
 
     monkeypatch.setattr(gan, "frechet_from_features", fake_frechet)
     hyper = GANParams(latent_dim=8, hidden_channels=8, fd_samples=700)
-    recipe = gan.Recipe(gan.GAN(gan.architecture_from(DataParams(), hyper)), hyper, wrap=lambda m: m,
-                        device=torch.device("cpu"))
-    assert recipe.validate(torch.rand(180, 1, 8, 8), 256, 0, 1, seed=0, features=torch.nn.Identity()) == {"fd": 0.0}
+    recipe = gan.Recipe(gan.GAN(gan.architecture_from(DataParams(), hyper)), hyper, device=torch.device("cpu"))
+    assert recipe.validation_end(torch.rand(180, 1, 8, 8), 256, seed=0, features=torch.nn.Identity()) == {"fd": 0.0}
     assert seen == {"real": 180, "fake": 700}
 
 
@@ -113,11 +122,10 @@ def test_per_epoch_fd_reuses_the_validation_features_and_equals_the_direct_compu
             return torch.cat([images.flatten(1)[:, :6], images.flatten(1)[:, -6:]], 1)
 
     hyper = GANParams(latent_dim=8, hidden_channels=8, fd_samples=300)
-    recipe = gan.Recipe(gan.GAN(gan.architecture_from(DataParams(), hyper)), hyper, wrap=lambda m: m,
-                        device=torch.device("cpu"))
+    recipe = gan.Recipe(gan.GAN(gan.architecture_from(DataParams(), hyper)), hyper, device=torch.device("cpu"))
     real, features = torch.rand(200, 1, 8, 8), Features()
-    first = recipe.validate(real, 512, 0, 1, seed=3, features=features)["fd"]
-    assert recipe.validate(real, 512, 0, 1, seed=3, features=features)["fd"] == first
+    first = recipe.validation_end(real, 512, seed=3, features=features)["fd"]
+    assert recipe.validation_end(real, 512, seed=3, features=features)["fd"] == first
     assert calls == [200, 300, 300]  # the real images' features once, the samples' every epoch
     expected = frechet_from_features(features_of(real, features, 512), features_of(generate(recipe.model, 300, 3, 512),
                                                                                  features, 512))

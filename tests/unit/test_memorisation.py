@@ -14,6 +14,7 @@ from gen_platform.evaluation.distribution import features_of
 from gen_platform.evaluation.memorisation import closest_pairs_grid, memorisation
 from gen_platform.models import vae
 from gen_platform.tracking.registry import copy_veto
+from gen_platform.training.loop import EpochLoop
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +41,11 @@ def test_a_trained_vae_passes(world):
     images, embed = world
     params = parse_params({})
     torch.manual_seed(0)
-    model = vae.ConvVAE(vae.architecture_from(params.data, params.model.settings))
-    recipe = vae.Recipe(model, params.model.settings, wrap=lambda module: module, device=torch.device("cpu"))
+    loop = EpochLoop(vae.FAMILY, params, torch.device("cpu"))
+    train = (images["train"] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # back to stored form
     for _ in range(8):
-        recipe.train_epoch(images["train"][i:i + 64] for i in range(0, len(images["train"]), 64))
-    samples = model.eval().sample(400, torch.Generator().manual_seed(1)).detach()
+        loop.train_epoch(train[i:i + 64] for i in range(0, len(train), 64))
+    samples = loop.model.eval().sample(400, torch.Generator().manual_seed(1)).detach()
     result = memorisation(embed(samples), embed(images["train"]), embed(images["test"]))
     assert result.copy_rate <= 0.05, result  # about the quantile (1 %) for a model that does not copy
     assert copy_veto({"copy_rate": result.copy_rate}, 0.05) is None and copy_veto({"copy_rate": 0.9}, None) is None

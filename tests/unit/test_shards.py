@@ -1,6 +1,6 @@
 """Prepared splits as shards that workers stream: every worker takes the same number of steps, the workers
-together see each row at most once per epoch, the order is fixed by (seed, epoch), and a worker holds one
-shard at a time."""
+together see each row at most once per epoch, the order is fixed by (seed, epoch), and a worker reads only its
+own rows."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gen_platform.data.arrays import ImageArrays
-from gen_platform.data.shards import ShardedSplit, write_shards
+from gen_platform.data.shards import ReadCount, ShardedSplit, write_shards
 from gen_platform.errors import DataError
 
 
@@ -59,20 +59,15 @@ def test_the_order_is_fixed_by_seed_and_epoch(tmp_path):
     assert sorted(order(0, 3)) == list(range(500))
 
 
-def test_a_worker_holds_one_shard_at_a_time(tmp_path, monkeypatch):
-    split = write_shards(tmp_path / "train", _numbered(1000), rows_per_shard=100)
-    loaded = []
-    original = np.load
-
-    def counting_load(path, *args, **kwargs):
-        array = original(path, *args, **kwargs)
-        loaded.append(len(array))
-        return array
-
-    monkeypatch.setattr(np, "load", counting_load)
-    for batch in split.batches(64, 0, 2, seed=0, epoch=0):
-        assert len(batch) <= 64
-    assert max(loaded) == 100  # never more than a shard's rows read at once
+@pytest.mark.parametrize("world_size", [1, 2, 4])
+def test_each_worker_reads_only_the_rows_it_trains_on(tmp_path, world_size):
+    """The bytes a worker reads are exactly its rows' bytes: together the workers read the split once per epoch
+    (not once each), whatever the shard and chunk boundaries."""
+    split = write_shards(tmp_path / "train", _numbered(1000), rows_per_shard=300)  # 4 bytes per image
+    for rank in range(world_size):
+        read = ReadCount()
+        rows = [row for batch in split.batches(32, rank, world_size, seed=0, epoch=0, read=read) for row in _rows(batch)]
+        assert len(rows) == 1000 // world_size and read.bytes == 4 * len(rows)
 
 
 def test_a_missing_split_is_named(tmp_path):

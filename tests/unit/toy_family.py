@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from gen_platform.models.family import Family, FamilyScores
+from gen_platform.models.family import Family, FamilyScores, Recipe, Update
 from gen_platform.settings import DataParams, EvaluateParams, Section
 
 
@@ -45,39 +45,26 @@ class PixelMeans(nn.Module):
         return torch.bernoulli(probabilities, generator=generator)
 
 
-class ToyRecipe:
+class ToyRecipe(Recipe):
+    train_metrics = validation_metrics = ("bce",)
     progress = ("train_bce", "val_bce")
 
-    def __init__(self, model: PixelMeans, settings: ToyParams, wrap: Any, device: torch.device):
-        self.model, self.parallel_model, self.crash = model, wrap(model), settings.crash
-        self.optimizer = torch.optim.SGD(self.parallel_model.parameters(), lr=settings.learning_rate)
+    def __init__(self, model: PixelMeans, settings: ToyParams, device: torch.device):
+        self.model, self.settings = model, settings
 
-    def train_epoch(self, batches: Iterable[torch.Tensor]) -> dict[str, float]:
-        if self.crash:
+    def configure(self, prepared: dict[str, nn.Module], update: Update) -> None:
+        self.parallel_model, self.update = prepared["model"], update
+        self.optimizers = {"optimizer": torch.optim.SGD(self.parallel_model.parameters(), lr=self.settings.learning_rate)}
+
+    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        if self.settings.crash:
             raise RuntimeError("toy family asked to crash")
-        total, images = 0.0, 0
-        for batch in batches:
-            loss = self.parallel_model(batch)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            total, images = total + loss.item() * len(batch), images + len(batch)
-        return {"bce": total / images, "images": images}
+        loss = self.parallel_model(batch)
+        self.update(loss, self.optimizers["optimizer"])
+        return {"bce": loss.detach()}
 
-    def validate(self, images: torch.Tensor, batch_size: int, rank: int, world_size: int, seed: int,
-                 features: nn.Module | None) -> dict[str, float]:
-        with torch.no_grad():
-            return {"bce": self.model(images).item()}
-
-    def snapshot(self) -> None:
-        return None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    def validation_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"bce": self.model(batch) * len(batch)}
 
 
 def score(model: PixelMeans, val: torch.Tensor, test: torch.Tensor, settings: EvaluateParams) -> FamilyScores:
