@@ -17,7 +17,6 @@ a setting must train, not only run fast.
 from __future__ import annotations
 
 import importlib.util
-import os
 import statistics
 import subprocess
 import sys
@@ -92,13 +91,6 @@ def _ratios(numerators: list[float], denominators: list[float]) -> dict:
             "max": round(max(ratios), 3)}
 
 
-def _commit() -> str:
-    """The commit measured: GENP_COMMIT where the tree travelled without its git history (a GPU machine)."""
-    if os.environ.get("GENP_COMMIT"):
-        return os.environ["GENP_COMMIT"]
-    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
-
-
 def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA GPU here: this benchmark runs on a GPU machine (README, Benchmarks)", file=sys.stderr)
@@ -130,7 +122,7 @@ def main() -> int:
         verdicts["ray_train_vs_plain_met"] = all(
             row["median_of_round_ratios"] >= TARGETS["ray_train_vs_plain"]
             for family in families.values() for row in family["ray_train_vs_plain"].values())
-    write_result(RESULT, {"benchmark": "gpu", "commit": _commit(), "device": torch.cuda.get_device_name(), "torch": torch.__version__,
+    write_result(RESULT, {"benchmark": "gpu", "device": torch.cuda.get_device_name(), "torch": torch.__version__,
                           "epochs": EPOCHS, "images": IMAGES, "rounds": ROUNDS, "batch_size": BATCH,
                           "settings": SETTINGS, "targets": TARGETS, "families": families, "verdicts": verdicts,
                           "ray_train": "run" if "ray_train" in paths else "not run: Ray is not installed here",
