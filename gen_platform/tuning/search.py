@@ -24,6 +24,7 @@ from gen_platform.data.shards import ShardedSplit
 from gen_platform.errors import GenPlatformError
 from gen_platform.evaluation.classifier import SavedClassifier
 from gen_platform.models import Family, get_family
+from gen_platform.settings import TuneParams
 from gen_platform.training.runtime import ensure_ray  # at module load: it sets Ray's environment before Ray is imported
 
 DRIVER_CPU = 0.01  # the driver of a multi-worker trial only waits on its Train run
@@ -128,27 +129,67 @@ def run_search(params: PipelineParams, train: ImageArrays | ShardedSplit, val: I
     Tune callbacks (e.g. live MLflow child runs). `resume`: continue the interrupted search called `name`
     with Tune's restore (its finished trials are kept, its unfinished ones resume from their checkpoints;
     the callbacks and scheduler are the ones it started with)."""
-    import ray
-    from ray import tune
-    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
-
-    from gen_platform.training.launcher import as_sharded, resolve_use_gpu, storage_path
+    from gen_platform.training.launcher import as_sharded
 
     ensure_ray()
     # in-memory splits (benchmarks, tests) are written once beside the search, so a resumed search finds them
     train, val = as_sharded(train, root / ".tune" / name / "train"), as_sharded(val, root / ".tune" / name / "val")
-    family, settings = get_family(params.model.family), params.tune
+    record = root / ".tune" / f"{name}.asha_stopped.json"
+    setup = {"params": params, "family": get_family(params.model.family), "train": train, "val": val, "root": root,
+             "classifier": classifier}
+    tuner = build_tuner(setup, name, space, max_concurrent, record if early_stopping else None, reduction_factor,
+                        callbacks, resume)
+    return collect_trials(tuner.fit(), setup["family"].selection_metric, set(_stopped_by_asha(record)), params.tune)
+
+
+def _concurrency(settings: TuneParams, max_concurrent: int | None) -> int:
+    """How many trials run at once: as many as the cluster's CPUs hold (or `max_concurrent`)."""
+    import ray
+
     single = settings.workers_per_trial == 1
     per_trial = settings.cpus_per_worker if single else settings.workers_per_trial * settings.cpus_per_worker + DRIVER_CPU
     cluster_cpus = ray.cluster_resources().get("CPU", 0)
     if per_trial > cluster_cpus:
         raise GenPlatformError(f"a trial needs {per_trial:.2f} CPUs (tune.workers_per_trial × tune.cpus_per_worker"
                                f"{'' if single else f' + {DRIVER_CPU}'}), but the Ray cluster has {cluster_cpus:g}; lower them")
-    concurrency = max_concurrent or max(1, int(cluster_cpus // per_trial))
+    return max_concurrent or max(1, int(cluster_cpus // per_trial))
+
+
+def _trainable(setup: dict[str, Any]) -> Any:
+    """A single-process trial (one worker) holds its CPUs (and GPU) itself; a multi-worker trial is a small driver
+    whose Ray Train workers ask for theirs."""
+    from ray import tune
+
+    from gen_platform.training.launcher import resolve_use_gpu
+
+    params = setup["params"]
+    settings = params.tune
+    if settings.workers_per_trial == 1:
+        gpu = 1 if resolve_use_gpu(params.train.use_gpu, 1) else 0
+        return tune.with_resources(tune.with_parameters(_single_process_trial, setup=setup),
+                                   {"cpu": settings.cpus_per_worker, "gpu": gpu})
+    return tune.with_resources(tune.with_parameters(_distributed_trial, setup=setup), {"cpu": DRIVER_CPU})
+
+
+def build_tuner(setup: dict[str, Any], name: str, space: dict[str, Any] | None, max_concurrent: int | None,
+                asha_record: Path | None, reduction_factor: int, callbacks: list | None, resume: bool) -> Any:
+    """The Tuner of a new search, or of the interrupted one called `name` (`resume`). `asha_record`: where ASHA
+    writes the trials it stopped (None: no early stopping)."""
+    from ray import tune
+
+    from gen_platform.training.launcher import storage_path
+
+    params, family, root = setup["params"], setup["family"], setup["root"]
+    settings = params.tune
+    experiment = f"{storage_path(params, root).rstrip('/')}/{name}"
+    if resume:
+        if not tune.Tuner.can_restore(experiment):
+            raise GenPlatformError(f"{experiment}: no interrupted search to resume there")
+        return tune.Tuner.restore(experiment, trainable=_trainable(setup), resume_unfinished=True)
     grace = min(settings.grace_epochs or family.grace_epochs, settings.max_epochs)
-    record = root / ".tune" / f"{name}.asha_stopped.json"
-    scheduler = _recording_asha(record, time_attr="epoch", max_t=settings.max_epochs,
-                                reduction_factor=reduction_factor, grace_period=grace) if early_stopping else None
+    scheduler = None if asha_record is None else _recording_asha(
+        asha_record, time_attr="epoch", max_t=settings.max_epochs, reduction_factor=reduction_factor,
+        grace_period=grace)
     if settings.optuna:
         from ray.tune.search.optuna import OptunaSearch
 
@@ -157,29 +198,23 @@ def run_search(params: PipelineParams, train: ImageArrays | ShardedSplit, val: I
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         search_alg = BasicVariantGenerator(random_state=settings.seed)
-    setup = {"params": params, "family": family, "train": train, "val": val, "root": root, "classifier": classifier}
-    if single:
-        gpu = 1 if resolve_use_gpu(params.train.use_gpu, 1) else 0
-        trainable = tune.with_resources(tune.with_parameters(_single_process_trial, setup=setup),
-                                        {"cpu": settings.cpus_per_worker, "gpu": gpu})
-    else:
-        trainable = tune.with_resources(tune.with_parameters(_distributed_trial, setup=setup), {"cpu": DRIVER_CPU})
-    experiment = f"{storage_path(params, root).rstrip('/')}/{name}"
-    if resume and not tune.Tuner.can_restore(experiment):
-        raise GenPlatformError(f"{experiment}: no interrupted search to resume there")
-    tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True) if resume else tune.Tuner(
-        trainable,
+    return tune.Tuner(
+        _trainable(setup),
         param_space=space or family.search_space(),
         tune_config=tune.TuneConfig(metric=family.selection_metric, mode="min", scheduler=scheduler,
                                     search_alg=search_alg, num_samples=settings.trials,
-                                    max_concurrent_trials=concurrency, time_budget_s=settings.time_budget_s,
-                                    reuse_actors=single),
+                                    max_concurrent_trials=_concurrency(settings, max_concurrent),
+                                    time_budget_s=settings.time_budget_s, reuse_actors=settings.workers_per_trial == 1),
         run_config=tune.RunConfig(name=name, storage_path=storage_path(params, root), verbose=0,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=callbacks),
     )
-    grid = tuner.fit()
-    result = SearchResult(family.selection_metric)
-    stopped = set(_stopped_by_asha(record))
+
+
+def collect_trials(grid: Any, metric: str, stopped_by_asha: set[str], settings: TuneParams) -> SearchResult:
+    """Every trial of a finished `tuner.fit()` as finished, stopped (by ASHA) or failed, with its history."""
+    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+    result = SearchResult(metric)
     for index, trial_result in enumerate(grid):
         metrics = trial_result.metrics or {}
         frame = trial_result.metrics_dataframe
@@ -189,7 +224,7 @@ def run_search(params: PipelineParams, train: ImageArrays | ShardedSplit, val: I
         trial_id = str(metrics.get("trial_id") or Path(trial_result.path).name or index)
         if trial_result.error is None and len(history) >= settings.max_epochs:
             status, error = "finished", None
-        elif trial_result.error is None and trial_id in stopped:
+        elif trial_result.error is None and trial_id in stopped_by_asha:
             status, error = "stopped", None
         else:
             status = "failed"

@@ -28,7 +28,8 @@ NAME, METRIC = "vae-test", "val_neg_elbo"
 def store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment("promotion")
+    # artifacts beside the store: the default location is ./mlruns of the current directory (the repository)
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("promotion", (tmp_path / "artifacts").as_uri()))
     return _model_dir(tmp_path / "model", seed=0)
 
 
