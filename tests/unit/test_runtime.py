@@ -42,21 +42,37 @@ def test_a_single_fit_starts_no_dashboard(init_calls):
 
 
 @pytest.mark.parametrize(("workers_per_trial", "state_api"), [(1, False), (2, True)])
-def test_a_search_starts_the_dashboard_only_for_multi_worker_trials(monkeypatch, workers_per_trial, state_api):
+def test_a_search_starts_the_dashboard_only_for_multi_worker_trials(monkeypatch, tmp_path, workers_per_trial,
+                                                                    state_api):
     """`genp tune` runs one search and ends; only a multi-worker trial (Ray Train inside) needs the state API."""
     from typer.testing import CliRunner
 
     from gen_platform import cli, stages
+    from gen_platform.config import parse_params
+    from gen_platform.workspace import Workspace
     from tests.conftest import REPO
 
+    class Connected(Exception):
+        """Stops the stage once it has connected: what follows is the search itself."""
+
     asked: list[bool] = []
-    monkeypatch.setattr(runtime, "ensure_ray", lambda state_api=True: asked.append(state_api))
-    monkeypatch.setattr(cli, "require_valid_data", lambda ws: None)
-    monkeypatch.setattr(stages, "tune", lambda params, ws, resume=False: None)
-    result = CliRunner().invoke(cli.app, ["tune", "--params", str(REPO / "params.yaml"),
-                                          "-s", f"tune.workers_per_trial={workers_per_trial}"])
-    assert result.exit_code == 0, result.output
+
+    def connect(state_api=True):
+        asked.append(state_api)
+        raise Connected
+
+    monkeypatch.setattr(runtime, "ensure_ray", connect)
+    monkeypatch.setattr(stages, "require_valid_data", lambda ws: None)
+    params = parse_params({"tune": {"workers_per_trial": workers_per_trial}})
+    with pytest.raises(Connected):
+        stages.tune(params, Workspace.at(tmp_path), process_runs_one_stage=True)
     assert asked == [state_api]
+
+    calls: list[dict] = []  # and the CLI says that its process runs this one stage
+    monkeypatch.setattr(stages, "tune", lambda params, ws, **options: calls.append(options))
+    result = CliRunner().invoke(cli.app, ["tune", "--params", str(REPO / "params.yaml")])
+    assert result.exit_code == 0, result.output
+    assert calls == [{"resume": False, "process_runs_one_stage": True}]
 
 
 @pytest.mark.parametrize("command", ["train", "tune"])
