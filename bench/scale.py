@@ -8,8 +8,8 @@ distinct 64×64 crops of scikit-learn's sample photographs (`photo-crops`, 4 cla
 (8 hidden channels): this measures how the data path scales, not the network.
 
 Targets: time per epoch per image stays within 20 % of the 10k value (linear growth), and a worker's peak
-memory at 200k is within 10 % of its peak at 10k, and each of N workers reads 1/N of the split (within 2 %). Ray is restarted before every training, so each worker's
-peak belongs to that training alone.
+memory at 200k is within 10 % of its peak at 10k, and each of N workers reads 1/N of the split (within 2 %).
+Ray is restarted before every training, so each worker's peak belongs to that training alone.
 
     python -m bench.scale                 # writes bench/results/scale.json
     python -m bench.scale --sizes 2000    # a quick check

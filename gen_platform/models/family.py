@@ -1,8 +1,9 @@
 """The contract between the platform and a model family, and the registry that finds a family by name.
 
 A family is one module that defines its settings (its block `model.<name>` in params.yaml), its saved
-architecture, its networks, how it trains (a `Recipe`: its maths only, the shared loop does the rest), how it is judged (a selection metric and optional
-family-specific scores and pictures) and how it is searched (a Ray Tune space and an ASHA grace period).
+architecture, its networks, how it trains (a `Recipe`: its maths only, the shared loop does the rest), how it
+is judged (a selection metric and optional family-specific scores and pictures) and how it is searched (a Ray
+Tune space and an ASHA grace period).
 It exposes all of that as one `Family` record; adding a family is one module plus one line in
 `gen_platform/models/__init__.py` (or a `register_family` call from a plugin or a test).
 """
