@@ -15,6 +15,7 @@ from gen_platform import stages
 from gen_platform.config import PipelineParams, deep_merge, load_params, params_for, parse_override
 from gen_platform.errors import GenPlatformError
 from gen_platform.models import FAMILIES
+from gen_platform.startup import configure_process
 from gen_platform.workspace import Workspace
 
 app = typer.Typer(help="gen_platform: train generative image models reproducibly.", no_args_is_help=True,
@@ -137,6 +138,7 @@ def lineage(model: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME/VERSION 
 
 
 def main() -> None:
+    configure_process()
     quick_exit.set_status(1)  # an uncaught exception's status, unless the command ends otherwise
     try:
         app()  # ends with SystemExit

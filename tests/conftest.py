@@ -9,13 +9,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # Subprocesses (genp, dvc) must come from the same environment as the tests.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 # The suite runs two processes on two cores, and each torch process (test, stage, Ray worker) has an OpenMP pool
 # sized for the whole machine. By default an idle OpenMP thread spins before it sleeps, which on an
 # oversubscribed machine takes the core from the other process's working threads: a test of 15 s alone took 41 s
 # beside a busy torch process, and 25 s with passive waits. Set before any process here loads torch; every
 # subprocess (genp, dvc, Ray's daemons and workers) inherits it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from gen_platform.startup import configure_process  # noqa: E402
+
+configure_process()  # as every entry point does (the CLI, the flows), before any test imports Ray
 
 from gen_platform.data.arrays import ImageArrays  # noqa: E402  (it loads torch)
 

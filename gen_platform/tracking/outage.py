@@ -1,8 +1,8 @@
 """What a run does when its MLflow tracking server is unreachable: it never hangs.
 
 - Each MLflow call gives up within seconds, not minutes: MLflow's client retries a call 7 times with growing
-  back-off by default (about 4 minutes a call), and a training logs many. The limits below are defaults; an
-  operator's own MLFLOW_HTTP_REQUEST_* settings win.
+  back-off by default (about 4 minutes a call), and a training logs many. The limits are defaults set by
+  `startup.configure_process()`; an operator's own MLFLOW_HTTP_REQUEST_* settings win.
 - While the server is down the training goes on: each epoch's metrics stay in the run's history (and rank 0
   keeps what it could not send, `tracking/live.py`) and are sent when the server is back.
 - Where the run cannot go on without the server (opening its MLflow run, closing it with every epoch logged),
@@ -22,11 +22,8 @@ import urllib.request
 from typing import Iterator
 
 from gen_platform.errors import ConfigError, TrackingUnavailable
+from gen_platform.startup import MLFLOW_HTTP_DEFAULTS
 
-HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
-for _name, _value in HTTP_RETRY_DEFAULTS.items():
-    os.environ.setdefault(_name, _value)
 TIMEOUT_VARIABLE = "GENP_TRACKING_OUTAGE_TIMEOUT_S"
 
 
@@ -60,7 +57,7 @@ def without_retries() -> Iterator[None]:
     try:
         yield
     finally:
-        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = saved or HTTP_RETRY_DEFAULTS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = saved or MLFLOW_HTTP_DEFAULTS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
 
 
 def wait_for_tracking(tracking_uri: str, what: str, poll_s: float = 1.0) -> None:

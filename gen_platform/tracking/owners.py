@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 
+from gen_platform.startup import configure_process
+
 OWNER_TAG = "genp.owner"
 FAILURE_TAG = "genp.failure"
 
@@ -70,6 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Mark MLflow runs left RUNNING by dead processes on this host FAILED.")
     parser.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI, else ./mlflow.db")
     args = parser.parse_args()
+    configure_process()
     from mlflow import MlflowClient
 
     from gen_platform.tracking.store import tracking_uri

@@ -8,8 +8,6 @@ import logging
 import os
 from pathlib import Path
 
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
 
 def store_root(root: Path) -> Path:
     """The repository whose store a run at `root` records into. `dvc exp run --temp`/`--queue` runs in a copy

@@ -6,40 +6,19 @@ import logging
 import os
 import warnings
 
+from gen_platform.startup import MLFLOW_DEFAULTS, configure_process
 from gen_platform.training import console_filter
 from gen_platform.training.loopback import (SETUP_HOOK, cluster_disabled_by_environment, free_loopback_port,
                                            set_cluster_mode)
 
-# Set before Ray is imported: no usage-stats prompt; worker output passes Ray's log filter, which never
-# merges our progress lines and drops messages that are expected here and say nothing to a user. That
-# filter judges one line at a time, so it only gets lines that are noise by themselves; the multi-line
-# dumps of a stopped trial are dropped as whole blocks by `console_filter`, installed in `ensure_ray`.
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-PROGRESS_LINES = r"^(epoch \d+/\d+ |resumed from the checkpoint)"  # the loop's _progress()
-os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", PROGRESS_LINES)
-EXPECTED_NOISE = (
-    r"PYTHON worker processes have been started on node",  # Tune's 0.01-CPU trial drivers, by design
-    r"Checkpoint successfully created at: Checkpoint\(",  # every epoch of every single-process trial
-    r"Actor with class name: 'PreemptionWatcher'",  # Train V2 logs it at ERROR for every run on a cluster
-    r"Detected that the Ray Train controller actor \(\w+\) is dead",  # a trial stopped by ASHA
-)
-os.environ.setdefault("RAY_DEDUP_LOGS_SKIP_REGEX", "|".join(EXPECTED_NOISE))
-os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-# A trial that ASHA stops is asked to exit; when its driver misses the signal (it can arrive inside a
-# weakref callback, where Python ignores the SystemExit), Tune kills it only after this many seconds
-# (default 600). Until then the trial's Train workers keep their CPUs, and the next trial's workers time
-# out waiting for them. Reports and checkpoints of a stopped trial are already saved: kill it soon.
-os.environ.setdefault("TUNE_FORCE_TRIAL_CLEANUP_S", "5")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Train V2 controller settings, for every run of this job (they reach the controller through runtime_env):
 # - it takes each worker's report only when it polls (default every 2 s) and a worker blocks until its
 #   previous report is taken: with short epochs that wait dominated training time;
 # - it gives up on starting its workers after 60 s by default. On a small machine a search starts many
 #   actor processes at once (trial, controller, cleaner, watcher, workers: a few seconds each, two at a
 #   time), and a worker group can wait longer than that for its turn, so a trial failed needlessly.
-TRAIN_CONTROLLER_ENV = {name: os.environ.get(name, default) for name, default in (
-    ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"), ("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300"))}
+TRAIN_CONTROLLER_DEFAULTS = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
+                             "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "300"}
 PREEMPTION_WATCHER = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 WORKER_NICENESS = "RAY_worker_niceness"
 _local_runtime_started_here = False
@@ -62,11 +41,13 @@ def ensure_ray(state_api: bool = True) -> None:
 
     if ray.is_initialized():
         return
+    configure_process()  # a no-op where the entry point made it, as it should
     warnings.filterwarnings("ignore", module="ray")
     address = os.environ.get("RAY_ADDRESS")
-    env_vars = {"PYTHONWARNINGS": "ignore", **TRAIN_CONTROLLER_ENV,
+    env_vars = {"PYTHONWARNINGS": "ignore",
+                **{name: os.environ.get(name, default) for name, default in TRAIN_CONTROLLER_DEFAULTS.items()},
                 # rank 0's live curves: MLflow calls bounded as in the driver (tracking/outage.py), on any node
-                **{k: v for k, v in os.environ.items() if k.startswith("MLFLOW_HTTP_REQUEST_")}}
+                **{k: v for k, v in os.environ.items() if k.startswith("MLFLOW_HTTP_REQUEST_") or k in MLFLOW_DEFAULTS}}
     runtime_env: dict = {}
     local: dict = {}
     # A local runtime, or a cluster declared loopback-only (the local stack's head), stays on 127.0.0.1.

@@ -17,15 +17,22 @@ driver or a stopped trial.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from gen_platform.training import runtime  # noqa: F401  (Ray's environment, Train V2 included, before Ray loads)
 from ray.train.torch import TorchTrainer
 from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
 from ray.train.v2._internal.execution.scaling_policy.fixed import FixedScalingPolicy
+from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
+from gen_platform.errors import ConfigError
 from gen_platform.training.scaling import FixedScalingWithoutAutoscaler
+
+# Ray Train picks its API version when it is imported: V2 unless RAY_TRAIN_V2_ENABLED turns it off.
+if not issubclass(TorchTrainer, DataParallelTrainer):
+    raise ConfigError(f"gen_platform runs on Ray Train V2, which RAY_TRAIN_V2_ENABLED="
+                      f"{os.environ.get('RAY_TRAIN_V2_ENABLED')!r} turns off: unset it")
 
 
 class PlatformTorchTrainer(TorchTrainer):

@@ -25,7 +25,7 @@ from gen_platform.errors import GenPlatformError
 from gen_platform.evaluation.classifier import SavedClassifier
 from gen_platform.models import Family, get_family
 from gen_platform.settings import TuneParams
-from gen_platform.training.runtime import ensure_ray  # at module load: it sets Ray's environment before Ray is imported
+from gen_platform.training.runtime import ensure_ray
 
 DRIVER_CPU = 0.01  # the driver of a multi-worker trial only waits on its Train run
 TrialStatus = Literal["finished", "stopped", "failed"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -176,7 +175,6 @@ def validate_splits(splits: dict[str, ImageArrays | ShardedSplit], data: DataPar
     """Run the suite on all splits together; returns the full report (the caller decides to stop). With a
     `project_root`, Great Expectations keeps its suites and every validation result in `<root>/gx/` and
     rebuilds its Data Docs (`data_docs_index`), so past validations can be browsed."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

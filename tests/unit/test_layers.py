@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.conftest import REPO
 
 LAYERS = [
-    {"errors", "nets", "checkpoint", "settings", "data", "workspace", "progress"},  # plumbing, plain data
+    {"errors", "nets", "checkpoint", "settings", "data", "workspace", "progress", "startup"},  # plumbing, plain data
     {"evaluation", "validation"},  # metrics and pictures of any model; the data gate
     {"models"},  # the families: settings, networks, recipes
     {"config"},  # params.yaml assembled from the sections and the families' blocks

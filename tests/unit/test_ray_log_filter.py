@@ -8,7 +8,7 @@ import pytest
 from ray._private.ray_logging import WorkerStandardStreamDispatcher
 
 from gen_platform.training.console_filter import RAY_PRINTER, drop_known_dumps, install
-from gen_platform.training.runtime import EXPECTED_NOISE, PROGRESS_LINES
+from gen_platform.startup import EXPECTED_NOISE, PROGRESS_LINES
 
 # The module's own patterns, not os.environ: a developer's RAY_DEDUP_LOGS_* settings take precedence there.
 SKIP = re.compile("|".join(EXPECTED_NOISE))
