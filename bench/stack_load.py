@@ -2,7 +2,7 @@
 stack (Prefect server, MLflow server, Ray head, serve process with its limit of 2 concurrent runs).
 
 Criteria: all 8 runs complete (none lost, none failed by contention), 8 distinct MLflow runs, each holding
-the `model.beta` its request asked for, and one consistent champion (the promotions form one chain ending at
+the `model.vae.beta` its request asked for, and one consistent champion (the promotions form one chain ending at
 the alias: none lost, none decided against a stale champion). Records wall time, the queue wait of each run (created →
 started) and the peak number of runs running at once (the serve limit). Writes
 bench/results/stack_load.json.
@@ -83,7 +83,7 @@ def measure(urls: dict[str, str], count: int = REQUESTS, timeout: float = 1800) 
         run_id = reported_mlflow_run(urls["prefect"], flow_run["id"])
         runs.add(run_id)
         asked = request["request"]["overrides"]["model"]["vae"]["beta"]
-        params_match &= float(client.get_run(run_id).data.params["model.beta"]) == asked
+        params_match &= float(client.get_run(run_id).data.params["model.vae.beta"]) == asked
     result = {"requests": count, "completed": states["COMPLETED"],
               "not_completed": {state: n for state, n in states.items() if state != "COMPLETED"},
               "mlflow_runs": len(runs), "params_match_requests": params_match,

@@ -44,7 +44,8 @@ def asha(splits: dict, root: Path) -> dict:
     from ray import tune
 
     params = parse_params({"model": {"family": "vae"}, "tune": {"trials": 1, "max_epochs": MAX_EPOCHS}})
-    space = {"beta": tune.grid_search([0.25, 0.5, 1.0, 2.0, 4.0, 8.0]), "learning_rate": tune.grid_search([5e-4, 2e-3])}
+    space = {"model.vae.beta": tune.grid_search([0.25, 0.5, 1.0, 2.0, 4.0, 8.0]),
+             "model.vae.learning_rate": tune.grid_search([5e-4, 2e-3])}
     outcomes = {}
     for name, early in (("grid", False), ("asha", True)):
         started = time.perf_counter()
@@ -80,7 +81,8 @@ def fd_sample_size(splits: dict, root: Path) -> dict:
 
     classifier = train_classifier(splits["train"], ClassifierArchitecture(8, 1, 10), 5, 128, 1e-3, 0)
     params = parse_params({"model": {"family": "gan"}, "tune": {"trials": 1, "max_epochs": GAN_EPOCHS}})
-    space = {"d_steps_per_g_step": tune.grid_search([1, 3]), "g_learning_rate": tune.grid_search([5e-5, 2e-4])}
+    space = {"model.gan.d_steps_per_g_step": tune.grid_search([1, 3]),
+             "model.gan.g_learning_rate": tune.grid_search([5e-5, 2e-4])}
     started = time.perf_counter()
     search = run_search(params, splits["train"], splits["val"], root, SavedClassifier.of(classifier), name="gan-fd",
                         space=space, early_stopping=False)

@@ -5,7 +5,7 @@ its own (`runs/<flow-run-id>/`, `flows/workspaces.py`), so concurrent runs never
 - `tune`: a Ray Tune search; the best trial is registered under the champion rule.
 - `retrain`: on a schedule; skips when the champion was trained on the current data version.
 
-Run one locally without a server:  python -m flows.training_flow --set model.beta=4
+Run one locally without a server:  python -m flows.training_flow --set model.vae.beta=4
 """
 
 from __future__ import annotations

@@ -55,13 +55,16 @@ class ModelParams(BaseModel):
         return {"family": family, **blocks}
 
     @property
-    def settings(self) -> Any:
-        """The chosen family's settings (its own typed section)."""
+    def settings(self) -> Section:
+        """The chosen family's settings (its own typed section; `Family[S]` hands it on as S)."""
         return getattr(self, self.family)
 
     def logged(self) -> dict[str, Any]:
-        """`model.family` and the chosen family's settings as flat `model.<field>` names (MLflow params)."""
-        return {"model.family": self.family, **{f"model.{k}": v for k, v in self.settings.model_dump().items()}}
+        """`model.family` and the chosen family's settings under their params.yaml names, `model.<family>.<field>`
+        (MLflow params, the model card)."""
+        family = FAMILIES[self.family]
+        return {"model.family": self.family,
+                **{family.parameter_name(k): v for k, v in self.settings.model_dump().items()}}
 
 
 class PipelineParams(Section):

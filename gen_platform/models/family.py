@@ -11,16 +11,17 @@ It exposes all of that as one `Family` record; adding a family is one module plu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Generic, Protocol, TypeVar
 
 import torch
 from PIL import Image
-from pydantic import BaseModel
 from torch import nn
 
 from gen_platform.errors import ConfigError
 from gen_platform.evaluation.bootstrap import Comparison, compare_by_frechet_distance
-from gen_platform.settings import DataParams, EvaluateParams
+from gen_platform.settings import DataParams, EvaluateParams, Section
+
+Settings = TypeVar("Settings", bound=Section)
 
 
 class Architecture(Protocol):
@@ -108,13 +109,13 @@ def no_family_scores(model: nn.Module, val: torch.Tensor, test: torch.Tensor, se
 
 
 @dataclass(frozen=True)
-class Family:
+class Family(Generic[Settings]):
     name: str
-    settings: type[BaseModel]  # the schema of `model.<name>` in params.yaml
+    settings: type[Settings]  # the schema of `model.<name>` in params.yaml
     architecture: type  # the frozen dataclass saved beside the weights
-    architecture_from: Callable[[DataParams, Any], Any]  # (data, settings) → architecture; checks the shapes
+    architecture_from: Callable[[DataParams, Settings], Any]  # (data, settings) → architecture; checks the shapes
     build: Callable[[Any], nn.Module]  # architecture → a model with `sample(n, generator)`
-    recipe: Callable[[nn.Module, Any, torch.device], Recipe]  # (model, settings, training device) → its recipe
+    recipe: Callable[[nn.Module, Settings, torch.device], Recipe]  # (model, settings, training device) → its recipe
     selection_metric: str  # lower is better; the champion rule and tuning rank by it
     search_space: Callable[[], dict[str, Any]]  # Ray Tune distributions over fields of `settings`
     grace_epochs: int  # epochs before ASHA may stop a trial
@@ -128,6 +129,24 @@ class Family:
 
     def rebuild(self, saved_architecture: dict[str, Any]) -> nn.Module:
         return self.build(self.architecture(**saved_architecture))
+
+    def parameter_name(self, field: str) -> str:
+        """A setting's one name everywhere (params.yaml path, MLflow param, Tune config key): `model.vae.beta`."""
+        return f"model.{self.name}.{field}"
+
+    def qualified_space(self) -> dict[str, Any]:
+        """`search_space()` under the settings' parameter names."""
+        return {self.parameter_name(field): value for field, value in self.search_space().items()}
+
+    def fields_of(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """`{"model.vae.beta": 2.0}` → `{"beta": 2.0}`; a name that is not a setting of this family is refused."""
+        prefix = self.parameter_name("")
+        known = self.settings.model_fields
+        strays = [key for key in sample if not (key.startswith(prefix) and key[len(prefix):] in known)]
+        if strays:
+            raise ConfigError(f"{', '.join(map(repr, strays))}: not a setting of the {self.name} family; expected "
+                              f"one of {sorted(map(self.parameter_name, known))}")
+        return {key[len(prefix):]: value for key, value in sample.items()}
 
 
 FAMILIES: dict[str, Family] = {}

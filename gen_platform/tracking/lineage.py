@@ -85,12 +85,13 @@ def log_provenance(ws: Workspace, params: PipelineParams) -> None:
 
 
 def run_name(params: PipelineParams) -> str:
-    """Family, dataset and the hyperparameters the family searches over, e.g. `vae-digits beta=1 ... e20`."""
+    """Family, dataset and the hyperparameters the family searches over, e.g. `vae-digits model.vae.beta=1 ... e20`."""
     from gen_platform.models import get_family
 
-    settings = params.model.settings
-    searched = [f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
-                for key in get_family(params.model.family).search_space() if (value := getattr(settings, key, None)) is not None]
+    settings, family = params.model.settings, get_family(params.model.family)
+    searched = [f"{family.parameter_name(key)}={value:g}" if isinstance(value, float)
+                else f"{family.parameter_name(key)}={value}"
+                for key in family.search_space() if (value := getattr(settings, key, None)) is not None]
     return " ".join([params.registered_model_name, *searched, f"e{params.train.epochs}"])
 
 

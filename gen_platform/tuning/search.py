@@ -34,7 +34,7 @@ TrialStatus = Literal["finished", "stopped", "failed"]
 @dataclass
 class Trial:
     trial_id: str
-    sample: dict[str, Any]  # the family settings Tune drew for this trial
+    sample: dict[str, Any]  # the family settings Tune drew for this trial, by their params.yaml names
     history: list[dict[str, float]]
     metric: float
     status: TrialStatus  # finished all epochs, stopped by ASHA, or failed (error, or cut by the time budget)
@@ -68,10 +68,10 @@ class SearchResult:
 
 
 def trial_params(params: PipelineParams, sample: dict[str, Any], family: Family) -> PipelineParams:
-    """The pipeline params of one trial: its sampled family settings, the search's epochs and trial resources.
-    Built from `family` itself, not the registry: trials run in Ray workers, where a family registered at
-    run time (a plugin, a test) is unknown."""
-    settings = family.settings.model_validate(params.model.settings.model_dump() | sample)
+    """The pipeline params of one trial: its sampled family settings (`model.<family>.<field>` keys), the
+    search's epochs and trial resources. Built from `family` itself, not the registry: trials run in Ray
+    workers, where a family registered at run time (a plugin, a test) is unknown."""
+    settings = family.settings.model_validate(params.model.settings.model_dump() | family.fields_of(sample))
     train = params.train.model_copy(update={"epochs": params.tune.max_epochs, "num_workers": params.tune.workers_per_trial,
                                             "cpus_per_worker": params.tune.cpus_per_worker})
     return params.model_copy(update={"model": params.model.model_copy(update={family.name: settings}), "train": train})
@@ -181,6 +181,8 @@ def build_tuner(setup: dict[str, Any], name: str, space: dict[str, Any] | None, 
 
     params, family, root = setup["params"], setup["family"], setup["root"]
     settings = params.tune
+    space = space or family.qualified_space()
+    family.fields_of(space)  # a misspelt name fails here, not in every trial
     experiment = f"{storage_path(params, root).rstrip('/')}/{name}"
     if resume:
         if not tune.Tuner.can_restore(experiment):
@@ -200,7 +202,7 @@ def build_tuner(setup: dict[str, Any], name: str, space: dict[str, Any] | None, 
         search_alg = BasicVariantGenerator(random_state=settings.seed)
     return tune.Tuner(
         _trainable(setup),
-        param_space=space or family.search_space(),
+        param_space=space,
         tune_config=tune.TuneConfig(metric=family.selection_metric, mode="min", scheduler=scheduler,
                                     search_alg=search_alg, num_samples=settings.trials,
                                     max_concurrent_trials=_concurrency(settings, max_concurrent),

@@ -39,7 +39,7 @@ def test_training_flow_registers_a_champion(tmp_path, prefect_home):
     client = mlflow_client(workspace)
     champion = client.get_model_version_by_alias("vae-digits", "champion")
     run = client.get_run(champion.run_id)
-    assert run.data.params["model.beta"] == "2.0" and run.data.params["train.num_workers"] == "1"
+    assert run.data.params["model.vae.beta"] == "2.0" and run.data.params["train.num_workers"] == "1"
 
 
 def test_a_run_at_an_older_data_revision_reads_it_through_dvc_and_changes_nothing(tmp_path):

@@ -58,7 +58,7 @@ def test_first_repro_registers_a_champion_that_samples(workspace):
     data_md5 = yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
     assert run_data.tags["data_version"] == data_md5
     assert len(run_data.tags["git_commit"]) >= 40 and run_data.tags["validation"] == "passed"
-    assert run_data.params["model.beta"] == "1.0" and run_data.params["train.num_workers"] == "1"
+    assert run_data.params["model.vae.beta"] == "1.0" and run_data.params["train.num_workers"] == "1"
     curve = client.get_metric_history(champion.run_id, "val_neg_elbo")
     assert [m.step for m in curve] == list(range(1, EPOCHS + 1))
     expected_metrics = {"train_loss", "train_recon", "train_kl", "val_neg_elbo", "test_neg_elbo", "nll",
@@ -87,7 +87,7 @@ def test_lineage_of_the_trained_champion(workspace):
     assert lineage["data"] == {"md5": data_md5, "dvc_path": "data/raw", "dataset": "digits"}
     assert lineage["validation"]["verdict"] == "passed"
     assert lineage["validation"]["report"].endswith("/lineage/validation.html")
-    assert lineage["params"]["model.beta"] == "1.0" and "nll" in lineage["metrics"]
+    assert lineage["params"]["model.vae.beta"] == "1.0" and "nll" in lineage["metrics"]
     assert lineage["search"] is None and lineage["flow_run_id"] is None
     assert lineage["promotion"]["promoted"] == "True"
     printed = run(["genp", "lineage", f"{MODEL}/1"], workspace).stdout
@@ -190,7 +190,7 @@ def test_switching_family_is_one_value_in_a_dvc_experiment(workspace):
     client = mlflow_client(workspace)
     champion = client.get_model_version_by_alias("gan-digits", "champion")
     run_data = client.get_run(champion.run_id).data
-    assert run_data.params["model.family"] == "gan" and run_data.params["model.loss"] == "hinge"
+    assert run_data.params["model.family"] == "gan" and run_data.params["model.gan.loss"] == "hinge"
     assert run_data.tags["dvc_experiment"] == "gan-hinge"
     shown = run(["dvc", "exp", "show", "--json"], workspace).stdout
     assert "gan-hinge" in shown and "val_fd" in shown  # `dvc exp show` lists the experiment's final metrics

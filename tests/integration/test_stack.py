@@ -217,7 +217,7 @@ def test_concurrent_runs_each_record_their_own_request_and_leave_the_repository_
         assert recorded.params["model.family"] == family, name
         assert recorded.tags["data_version"] == md5[data], name
         if family == "vae":
-            assert float(recorded.params["model.beta"]) == float(beta), name
+            assert float(recorded.params["model.vae.beta"]) == float(beta), name
         assert any(a.path == "samples.png" for a in client.list_artifacts(run_id)), name
         (version,) = client.search_model_versions(f"run_id='{run_id}'")
         assert version.name == f"{family}-digits" and version.tags["data_version"] == md5[data], name

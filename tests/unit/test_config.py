@@ -36,7 +36,7 @@ def test_switching_family_is_one_value_and_keeps_every_block():
     params = parse_params({"model": {"family": "gan", "vae": {"beta": 3}, "gan": {"loss": "hinge"}}})
     assert params.model.settings.loss == "hinge" and params.model.vae.beta == 3
     assert params.registered_model_name == "gan-digits"
-    assert params.model.logged()["model.loss"] == "hinge" and "model.beta" not in params.model.logged()
+    assert params.model.logged()["model.gan.loss"] == "hinge" and "model.vae.beta" not in params.model.logged()
     with pytest.raises(ConfigError, match=r"model\.family: unknown family 'diffusion'; known: \['gan', 'vae'\]"):
         parse_params({"model": {"family": "diffusion"}})
 

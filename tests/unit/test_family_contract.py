@@ -8,7 +8,7 @@ import pytest
 
 from gen_platform import stages
 from gen_platform.config import parse_params
-from gen_platform.errors import GenPlatformError
+from gen_platform.errors import ConfigError, GenPlatformError
 from gen_platform.models import FAMILIES, register_family
 from gen_platform.tracking.model_io import load_generator
 from gen_platform.tuning.search import run_search
@@ -65,7 +65,7 @@ def test_a_registered_family_trains_evaluates_and_registers(toy, tmp_path):
     client = mlflow.MlflowClient()
     champion = client.get_model_version_by_alias("toy-digits", "champion")
     run = client.get_run(champion.run_id)
-    assert run.data.params["model.family"] == "toy" and run.data.params["model.learning_rate"] == "0.5"
+    assert run.data.params["model.family"] == "toy" and run.data.params["model.toy.learning_rate"] == "0.5"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_bce")] == [1, 2]
     model = load_generator("models:/toy-digits@champion")
     assert isinstance(model, toy_family.PixelMeans) and model.sample(3).shape == (3, 1, 8, 8)
@@ -82,11 +82,15 @@ def test_a_failed_trial_is_reported_as_failed_never_as_stopped(toy, tmp_path):
     summary = stages.tune(params, ws)
     splits = ws.load_splits()
     all_crash = run_search(params, splits["train"], splits["val"], ws.root, name="all-crash",
-                           space={"crash": True, "learning_rate": 0.1})
+                           space={"model.toy.crash": True, "model.toy.learning_rate": 0.1})
     optuna = run_search(params.with_overrides({"tune": {"trials": 3, "optuna": True}}), splits["train"],
-                        splits["val"], ws.root, name="optuna", space={"learning_rate": tune.loguniform(0.01, 1.0)})
-    assert optuna.counts()["failed"] == 0 and len({t.sample["learning_rate"] for t in optuna.trials}) == 3
+                        splits["val"], ws.root, name="optuna", space={"model.toy.learning_rate": tune.loguniform(0.01, 1.0)})
+    assert optuna.counts()["failed"] == 0 and len({t.sample["model.toy.learning_rate"] for t in optuna.trials}) == 3
     assert all_crash.counts() == {"finished": 0, "stopped": 0, "failed": 1}
+    with pytest.raises(ConfigError, match=r"'model.toy.learnin_rate': not a setting of the toy family; expected one "
+                                          r"of \['model.toy.crash', 'model.toy.learning_rate'"):
+        run_search(params, splits["train"], splits["val"], ws.root, name="misspelt",
+                   space={"model.toy.learnin_rate": 0.1})  # refused before any trial starts
     with pytest.raises(GenPlatformError, match=r"no trial of the search finished: .*toy family asked to crash"):
         all_crash.best
     assert (summary["trials"], summary["trials_failed"], summary["trials_stopped"]) == (2, 1, 0)
@@ -98,3 +102,5 @@ def test_a_failed_trial_is_reported_as_failed_never_as_stopped(toy, tmp_path):
     failed = by_status["FAILED"]
     assert failed.data.tags["trial_status"] == "failed" and failed.data.tags["asha_stopped"] == "False"
     assert "toy family asked to crash" in failed.data.tags["error"]
+    # one name per setting: the trials' runs carry the params.yaml names, as a trained model's run does
+    assert failed.data.params["model.toy.crash"] == "True" and "model.toy.learning_rate" in failed.data.params
