@@ -48,18 +48,20 @@ def _git_show(repo: Path, revision: str, path: str) -> str:
 
 
 def _materialise_data(repo: Path, root: Path, dataset: str, revision: str | None) -> None:
-    """The dataset's array file and, for a dataset imported from a folder, its class names beside it."""
+    """The dataset's array file and its manifest beside it; data without a manifest is refused before any work."""
     raw = Path("data") / "raw" / f"{dataset}.npz"
-    names = raw.with_name(f"{dataset}.classes.json")
+    manifest = raw.with_name(f"{dataset}.manifest.json")
     (root / raw).parent.mkdir(parents=True, exist_ok=True)
     if revision is None:
         if not (repo / raw).exists():
             raise ConfigError(f"dataset: {repo / raw} not found; import it first (genp data import {dataset})")
         if (repo / "data.dvc").exists():
             shutil.copy2(repo / "data.dvc", root / "data.dvc")
-        for path in (raw, names):
-            if (repo / path).exists():
-                shutil.copy2(repo / path, root / path)
+        if not (repo / manifest).exists():
+            raise ConfigError(f"dataset: {repo / manifest} not found; {dataset}.npz was imported before datasets had "
+                              f"manifests: run `genp data describe {dataset}` and `dvc commit data.dvc`")
+        for path in (raw, manifest):
+            shutil.copy2(repo / path, root / path)
         return
     from dvc.api import DVCFileSystem
 
@@ -67,9 +69,11 @@ def _materialise_data(repo: Path, root: Path, dataset: str, revision: str | None
     filesystem = DVCFileSystem(str(repo), rev=revision)
     if not filesystem.exists(raw.as_posix()):
         raise ConfigError(f"data_revision: {revision!r} has no {raw.as_posix()} in its data.dvc")
-    for path in (raw, names):
-        if filesystem.exists(path.as_posix()):
-            filesystem.get_file(path.as_posix(), str(root / path))
+    if not filesystem.exists(manifest.as_posix()):
+        raise ConfigError(f"data_revision: {revision!r} has no {manifest.as_posix()} (its data was imported before "
+                          "datasets had manifests); train a revision whose data has one")
+    for path in (raw, manifest):
+        filesystem.get_file(path.as_posix(), str(root / path))
 
 
 def _status(root: Path) -> dict:

@@ -13,6 +13,7 @@ import typer
 
 from gen_platform import stages
 from gen_platform.config import PipelineParams, deep_merge, load_params, params_for, parse_override
+from gen_platform.data.manifest import DatasetManifest
 from gen_platform.errors import GenPlatformError
 from gen_platform.models import FAMILIES
 from gen_platform.startup import configure_process
@@ -76,29 +77,37 @@ def tune(family: Annotated[str | None, typer.Option(help=f"one of {sorted(FAMILI
     stages.tune(base, Workspace.at(root), resume=resume, process_runs_one_stage=True)
 
 
+def _imported(manifest: DatasetManifest) -> None:
+    typer.echo(f"wrote data/raw/{manifest.name}.npz and its manifest: {manifest.image_count} images "
+               f"{manifest.image_size}×{manifest.image_size}×{manifest.channels}, {manifest.num_classes} classes "
+               f"({', '.join(manifest.class_names[:10])}{', …' if manifest.num_classes > 10 else ''}). "
+               f"Train it: set data.dataset: {manifest.name} in params.yaml (the manifest supplies its size, channels "
+               "and classes), then `dvc add data/raw` (or `dvc commit data.dvc`)")
+
+
 @data_app.command("import", help="Write a built-in dataset (digits, fashion-mnist, photo-crops) to "
-                  "data/raw/<name>.npz.")
+                  "data/raw/<name>.npz, with its manifest data/raw/<name>.manifest.json.")
 def data_import(name: str, count: Annotated[int | None, typer.Option(min=100, max=400_000, help="images to "
                                                                      "generate (photo-crops only)")] = None,
                 root: RootOption = Path(".")) -> None:
-    path = stages.import_dataset(name, Workspace.at(root), count)
-    typer.echo(f"wrote {path}; track this version with `dvc add data/raw` (or `dvc commit data.dvc`)")
+    _imported(stages.import_dataset(name, Workspace.at(root), count))
 
 
 @data_app.command("import-folder", help="Read an image folder into data/raw/<name>.npz: one subfolder per class "
                   "(FOLDER/<class>/<image>) or FOLDER/labels.csv with columns file,label (label = class name). "
-                  "Class names go to data/raw/<name>.classes.json.")
+                  "Its manifest, data/raw/<name>.manifest.json, records the class names.")
 def data_import_folder(folder: Path, name: Annotated[str, typer.Option(help="dataset name")],
                        rgb: Annotated[bool, typer.Option(help="keep 3 colour channels (default: grey)")] = False,
                        size: Annotated[int | None, typer.Option(min=4, max=1024, help="centre-crop to a square and "
                                                                 "resize every image to SIZE×SIZE")] = None,
                        root: RootOption = Path(".")) -> None:
-    path, dataset = stages.import_folder(folder, name, Workspace.at(root), 3 if rgb else 1, size)
-    arrays, classes = dataset.arrays, dataset.classes
-    typer.echo(f"wrote {path}: {len(arrays)} images of shape {arrays.images.shape[1:]}, {len(classes)} classes "
-               f"({', '.join(classes[:10])}{', …' if len(classes) > 10 else ''}); set data.dataset: {name}, "
-               f"data.image_size, data.channels and data.num_classes: {len(classes)} in params.yaml, then "
-               "`dvc add data/raw` (or `dvc commit data.dvc`)")
+    _imported(stages.import_folder(folder, name, Workspace.at(root), 3 if rgb else 1, size))
+
+
+@data_app.command("describe", help="Write the manifest of data/raw/<name>.npz imported before datasets had "
+                  "manifests (classes named by their labels).")
+def data_describe(name: str, root: RootOption = Path(".")) -> None:
+    _imported(stages.describe_dataset(name, Workspace.at(root)))
 
 
 @app.command(help="Draw samples from a registered model, e.g. `genp sample vae-digits@champion -n 64 -o grid.png`.")

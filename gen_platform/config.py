@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from gen_platform.data.manifest import FACTS, with_dataset_facts
 from gen_platform.errors import ConfigError
 from gen_platform.models import FAMILIES
 from gen_platform.settings import (ClassifierParams, DataParams, EvaluateParams, RegistryParams, Section, SplitParams,
@@ -118,18 +119,24 @@ def _describe(error: ValidationError, source: str) -> str:
     return f"{source}: invalid parameters: " + "; ".join(problems)
 
 
-def parse_params(raw: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "params") -> PipelineParams:
-    """Validate a params mapping (plus optional nested overrides) into `PipelineParams`."""
+def parse_params(raw: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "params",
+                 data_root: Path | None = None) -> PipelineParams:
+    """Validate a params mapping (plus optional nested overrides) into `PipelineParams`. With `data_root`, the
+    dataset's facts (image size, channels, classes) come from its manifest under `data_root/data/raw`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections (data, train, ...), got {type(raw).__name__}")
+    merged = deep_merge(raw, overrides or {})
+    if data_root is not None:
+        merged = with_dataset_facts(merged, data_root, source)
     try:
-        return PipelineParams.model_validate(deep_merge(raw, overrides or {}))
+        return PipelineParams.model_validate(merged)
     except ValidationError as error:
         raise ConfigError(_describe(error, source)) from None
 
 
 def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> PipelineParams:
-    """Read and validate `params.yaml`; `overrides` (nested dict) win over the file."""
+    """Read and validate `params.yaml`; `overrides` (nested dict) win over the file; the dataset's facts come from
+    its manifest in the repository the file belongs to."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -137,7 +144,7 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
         raise ConfigError(f"{path}: parameters file not found (run from the repository root or pass --params)") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return parse_params(raw, overrides, source=str(path))
+    return parse_params(raw, overrides, source=str(path), data_root=path.resolve().parent)
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -154,18 +161,15 @@ def parse_override(text: str) -> dict[str, Any]:
     return nested
 
 
-DATASET_IMAGE_SIZE = {"digits": 8, "fashion-mnist": 28}  # the built-in datasets' sizes
-
-
 def params_for(path: Path, family: str, dataset: str, *overrides: dict[str, Any]) -> PipelineParams:
-    """params.yaml retargeted to `family` and `dataset` (a built-in dataset brings its image size); then
-    `overrides` apply."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    merged: dict[str, Any] = {"model": {"family": family}}
-    if raw.get("data", {}).get("dataset") != dataset:
-        merged["data"] = {"dataset": dataset}
-        if dataset in DATASET_IMAGE_SIZE:
-            merged["data"]["image_size"] = DATASET_IMAGE_SIZE[dataset]
+    """params.yaml retargeted to `family` and `dataset` (whose manifest brings its facts); then `overrides`
+    apply."""
+    path = Path(path)
+    raw = yaml.safe_load(path.read_text()) or {}
+    if (raw.get("data") or {}).get("dataset") != dataset:  # facts stated for another dataset do not carry over
+        raw["data"] = {k: v for k, v in (raw.get("data") or {}).items() if k not in FACTS}
+    merged: dict[str, Any] = {"model": {"family": family}, "data": {"dataset": dataset}}
     for override in overrides:
         merged = deep_merge(merged, override)
-    return parse_params(raw, merged, source=f"{path} (retargeted to {family}-{dataset})")
+    return parse_params(raw, merged, source=f"{path} (retargeted to {family}-{dataset})",
+                        data_root=path.resolve().parent)

@@ -9,8 +9,9 @@ from typing import Any
 
 from gen_platform.config import PipelineParams
 from gen_platform.data import sources
-from gen_platform.data.arrays import load_npz, write_npz
-from gen_platform.data.folders import FolderDataset, read_image_folder
+from gen_platform.data.arrays import ImageArrays, load_npz, write_npz
+from gen_platform.data.folders import read_image_folder
+from gen_platform.data.manifest import DatasetManifest
 from gen_platform.data.shards import write_shards
 from gen_platform.data.splits import SPLITS, split_dataset
 from gen_platform.errors import ValidationFailed
@@ -18,19 +19,36 @@ from gen_platform.validation.gate import record_verdict, require_valid_data
 from gen_platform.workspace import Workspace, read_json, write_json
 
 
-def import_dataset(name: str, ws: Workspace, count: int | None = None) -> Path:
-    """Write a built-in dataset to data/raw/<name>.npz."""
-    return write_npz(ws.raw(name), sources.builtin(name, count))
+def _write_dataset(ws: Workspace, manifest: DatasetManifest, arrays: ImageArrays) -> DatasetManifest:
+    """The npz, then its manifest: a manifest on disk always describes the npz beside it."""
+    write_npz(ws.raw(manifest.name), arrays)
+    manifest.write(ws.root)
+    return manifest
+
+
+def import_dataset(name: str, ws: Workspace, count: int | None = None) -> DatasetManifest:
+    """Write a built-in dataset to data/raw/<name>.npz, with its manifest."""
+    arrays = sources.builtin(name, count)
+    return _write_dataset(ws, DatasetManifest.describe(name, arrays, sources.BUILTIN_CLASS_NAMES[name],
+                                                       f"built-in: {name}"), arrays)
 
 
 def import_folder(folder: Path, name: str, ws: Workspace, channels: int = 1,
-                  size: int | None = None) -> tuple[Path, FolderDataset]:
-    """A user's image folder (class subfolders or labels.csv) to data/raw/<name>.npz and its class names to
-    data/raw/<name>.classes.json; everything is read and checked before either file is written."""
+                  size: int | None = None) -> DatasetManifest:
+    """A user's image folder (class subfolders or labels.csv) to data/raw/<name>.npz and its manifest (class
+    names included); everything is read and checked before either file is written."""
     dataset = read_image_folder(folder, channels, size)
-    names = ws.class_names(name)
-    write_json(names.with_name(names.name + ".tmp"), {"classes": dataset.classes}).replace(names)
-    return write_npz(ws.raw(name), dataset.arrays), dataset
+    manifest = DatasetManifest.describe(name, dataset.arrays, dataset.classes, f"folder: {Path(folder).name}/")
+    return _write_dataset(ws, manifest, dataset.arrays)
+
+
+def describe_dataset(name: str, ws: Workspace) -> DatasetManifest:
+    """The manifest of data/raw/<name>.npz imported before datasets had one (classes named by their labels)."""
+    arrays = load_npz(ws.raw(name))
+    classes = [str(label) for label in range(int(arrays.labels.max()) + 1 if len(arrays) else 0)]
+    manifest = DatasetManifest.describe(name, arrays, classes, f"described from an existing {name}.npz")
+    manifest.write(ws.root)
+    return manifest
 
 
 def prepare(params: PipelineParams, ws: Workspace) -> dict[str, int]:
@@ -152,10 +170,9 @@ def _register(params: PipelineParams, ws: Workspace, model_dir: Path, run_id: st
 
     use_experiment(ws.repo, params.data.dataset)
     features = FeatureModule(SavedClassifier.read(ws.classifier_dir).load())
-    names = ws.class_names(params.data.dataset)
     decision = register_run(params, model_dir, run_id, scores, data_version(ws.root),
                             to_tensor(ws.prepared("val").read().images), features,
-                            read_json(names, "genp data import-folder")["classes"] if names.exists() else None)
+                            DatasetManifest.read(ws.root, params.data.dataset).class_names)
     print(f"registered {decision.summary()}")
     return decision.to_dict()
 

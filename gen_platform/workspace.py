@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gen_platform.data.arrays import ImageArrays
+from gen_platform.data.manifest import raw_path
 from gen_platform.data.shards import ShardedSplit
 from gen_platform.data.splits import SPLITS
 from gen_platform.errors import GenPlatformError
@@ -31,11 +32,7 @@ class Workspace:
         return cls(root, Path(repo).resolve() if repo is not None else root, run_id)
 
     def raw(self, dataset: str) -> Path:
-        return self.root / "data" / "raw" / f"{dataset}.npz"
-
-    def class_names(self, dataset: str) -> Path:
-        """Beside the data (and versioned with it): label i ↔ class name, for datasets imported from a folder."""
-        return self.root / "data" / "raw" / f"{dataset}.classes.json"
+        return raw_path(self.root, dataset)
 
     def prepared(self, split: str) -> ShardedSplit:
         return ShardedSplit(str(self.root / "data" / "prepared" / split))

@@ -82,6 +82,12 @@ def photo_crops(count: int = 20_000, size: int = 64, seed: int = 0) -> ImageArra
 
 
 BUILTIN_DATASETS = {"digits": digits, "fashion-mnist": fashion_mnist, "photo-crops": photo_crops}
+BUILTIN_CLASS_NAMES = {
+    "digits": [str(digit) for digit in range(10)],
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+    "photo-crops": ["china top", "china bottom", "flower top", "flower bottom"],  # label = photograph * 2 + half
+}
 
 
 def builtin(name: str, count: int | None = None) -> ImageArrays:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -64,6 +65,22 @@ def lineage_tags(ws: Workspace, params: PipelineParams) -> dict[str, str]:
     return tags
 
 
+def log_dataset_input(dataset: Any, attempts: int = 3) -> None:
+    """`mlflow.log_input` that survives a race in MLflow's store: it looks for the experiment's dataset of that
+    name and digest, then inserts it when missing, so two runs that log the same data version at once (two
+    trainings of the stack on one data version) can both miss it, and the later insert fails on the unique key.
+    By then the dataset exists: logging again links it to this run."""
+    import mlflow
+
+    for attempt in range(1, attempts + 1):
+        try:
+            mlflow.log_input(dataset, context="training")
+            return
+        except mlflow.exceptions.MlflowException as error:
+            if attempt == attempts or "unique constraint" not in str(error).lower() or "datasets" not in str(error):
+                raise
+
+
 def log_provenance(ws: Workspace, params: PipelineParams) -> None:
     """Into the active run: the dataset as an MLflow input (name, DVC md5 as digest, source = git revision +
     DVC path), and under `lineage/` the validation verdict and report the run was gated on and the
@@ -74,7 +91,7 @@ def log_provenance(ws: Workspace, params: PipelineParams) -> None:
 
     source = CodeDatasetSource({"git_commit": git_commit(ws.repo), "dvc_file": "data.dvc", "path": "data/raw",
                                 "file": f"data/raw/{params.data.dataset}.npz"})
-    mlflow.log_input(MetaDataset(source, name=params.data.dataset, digest=data_version(ws.root)), context="training")
+    log_dataset_input(MetaDataset(source, name=params.data.dataset, digest=data_version(ws.root)))
 
     for path in (ws.metrics("validation"), ws.report("validation.html")):
         if path.exists():

@@ -12,6 +12,8 @@ import numpy as np
 import yaml
 
 from gen_platform.data.arrays import ImageArrays, load_npz, write_npz
+from gen_platform.data.manifest import DatasetManifest
+from gen_platform.data.sources import BUILTIN_CLASS_NAMES
 
 from tests.conftest import REPO
 
@@ -69,20 +71,21 @@ def make_workspace(target: Path, params: dict) -> Path:
     return target
 
 
-_digits_npz: bytes | None = None
+_digits_files: dict[str, bytes] = {}
 
 
 def _import_digits(target: Path) -> None:
     """`genp data import digits`, run for the first workspace of the test process; later ones get a copy of the
-    file it wrote (the command's process, with torch and scikit-learn to import, cost 2.7 s of CPU each time)."""
-    global _digits_npz
-    raw = target / "data" / "raw" / "digits.npz"
-    if _digits_npz is None:
+    files it wrote, the npz and its manifest (the command's process, with torch and scikit-learn to import, cost
+    2.7 s of CPU each time)."""
+    raw = target / "data" / "raw"
+    if not _digits_files:
         run(["genp", "data", "import", "digits"], target)
-        _digits_npz = raw.read_bytes()
+        _digits_files.update({path.name: path.read_bytes() for path in raw.glob("digits.*")})
     else:
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        raw.write_bytes(_digits_npz)
+        raw.mkdir(parents=True, exist_ok=True)
+        for name, content in _digits_files.items():
+            (raw / name).write_bytes(content)
 
 
 def mlflow_client(workspace: Path) -> mlflow.MlflowClient:
@@ -103,8 +106,10 @@ def commit_new_data_version(workspace) -> tuple[str, str]:
     # 50 transposed images drawn afresh for every size, so that versions rarely add the same image twice (the
     # suite tolerates 1 % duplicates; repeating a whole batch would exceed it).
     chosen = np.random.default_rng(len(data)).choice(len(data), 50, replace=False)
-    write_npz(raw, ImageArrays(np.concatenate([data.images, np.swapaxes(data.images[chosen], 1, 2)]),
-                               np.concatenate([data.labels, data.labels[chosen]])))
+    new = ImageArrays(np.concatenate([data.images, np.swapaxes(data.images[chosen], 1, 2)]),
+                      np.concatenate([data.labels, data.labels[chosen]]))
+    write_npz(raw, new)
+    DatasetManifest.describe("digits", new, BUILTIN_CLASS_NAMES["digits"], "built-in: digits").write(workspace)
     run(["dvc", "commit", "-f", "data.dvc"], workspace)
     run(GIT + ["commit", "-qm", "new data", "data.dvc"], workspace)
     return old, (workspace / "data.dvc").read_text()

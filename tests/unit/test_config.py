@@ -1,6 +1,9 @@
+import numpy as np
 import pytest
 
 from gen_platform.config import load_params, parse_override, parse_params
+from gen_platform.data.arrays import ImageArrays, write_npz
+from gen_platform.data.manifest import DatasetManifest
 from gen_platform.errors import ConfigError
 from tests.conftest import REPO
 
@@ -11,8 +14,13 @@ def test_repository_params_are_valid():
     assert params.registered_model_name == "vae-digits"
 
 
-def test_the_rgb64_preset_is_valid():
-    params = load_params(REPO / "presets" / "rgb64.yaml")
+def test_the_rgb64_preset_is_valid(tmp_path):
+    preset = tmp_path / "params.yaml"
+    preset.write_text((REPO / "presets" / "rgb64.yaml").read_text())
+    arrays = ImageArrays(np.zeros((4, 64, 64, 3), np.uint8), np.arange(4))
+    write_npz(tmp_path / "data" / "raw" / "photo-crops.npz", arrays)
+    DatasetManifest.describe("photo-crops", arrays, list("abcd"), "test").write(tmp_path)
+    params = load_params(preset)
     assert (params.data.image_size, params.data.channels) == (64, 3)
     assert params.registered_model_name == "vae-photo-crops"
 

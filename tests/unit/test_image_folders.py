@@ -1,5 +1,5 @@
-"""`genp data import-folder`: both layouts people have, class names kept beside the data, and every bad input
-rejected with the file named before anything is written."""
+"""`genp data import-folder`: both layouts people have, a manifest (class names included) beside the data,
+and every bad input rejected with the file named before anything is written."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 
 from gen_platform import stages
 from gen_platform.cli import app
+from gen_platform.data.arrays import load_npz
+from gen_platform.data.manifest import content_hash
 from gen_platform.errors import DataError
 from gen_platform.workspace import Workspace
 
@@ -31,12 +33,14 @@ def _class_folders(root):
 
 
 def test_class_subfolders_become_sorted_labels(tmp_path):
-    path, dataset = stages.import_folder(_class_folders(tmp_path / "pets"), "pets", Workspace.at(tmp_path / "ws"))
-    assert dataset.classes == ["cat", "dog"]
-    assert dataset.arrays.images.shape == (3, 8, 8, 1) and dataset.arrays.labels.tolist() == [0, 1, 1]
-    assert dataset.arrays.images[0, 0, 0, 0] == 30  # cat/c.png
-    names = tmp_path / "ws" / "data" / "raw" / "pets.classes.json"
-    assert path.exists() and json.loads(names.read_text()) == {"classes": ["cat", "dog"]}
+    manifest = stages.import_folder(_class_folders(tmp_path / "pets"), "pets", Workspace.at(tmp_path / "ws"))
+    dataset = load_npz(tmp_path / "ws" / "data" / "raw" / "pets.npz")
+    assert manifest.class_names == ["cat", "dog"]
+    assert dataset.images.shape == (3, 8, 8, 1) and dataset.labels.tolist() == [0, 1, 1]
+    assert dataset.images[0, 0, 0, 0] == 30  # cat/c.png
+    written = json.loads((tmp_path / "ws" / "data" / "raw" / "pets.manifest.json").read_text())
+    assert written == {"name": "pets", "image_size": 8, "channels": 1, "num_classes": 2, "class_names": ["cat", "dog"],
+                       "image_count": 3, "source": "folder: pets/", "content_sha256": content_hash(dataset)}
 
 
 def test_labels_csv_maps_class_names_and_keeps_rgb(tmp_path):
@@ -45,9 +49,10 @@ def test_labels_csv_maps_class_names_and_keeps_rgb(tmp_path):
     _image(folder / "img" / "2.png", 60, mode="RGB")
     _image(folder / "3.png", 70, mode="RGB")
     (folder / "labels.csv").write_text("file,label\nimg/1.png,square\nimg/2.png,circle\n3.png,square\n")
-    _, dataset = stages.import_folder(folder, "shapes", Workspace.at(tmp_path / "ws"), channels=3)
-    assert dataset.classes == ["circle", "square"] and dataset.arrays.labels.tolist() == [1, 0, 1]
-    assert dataset.arrays.images.shape == (3, 8, 8, 3)
+    manifest = stages.import_folder(folder, "shapes", Workspace.at(tmp_path / "ws"), channels=3)
+    dataset = load_npz(tmp_path / "ws" / "data" / "raw" / "shapes.npz")
+    assert manifest.class_names == ["circle", "square"] and dataset.labels.tolist() == [1, 0, 1]
+    assert dataset.images.shape == (3, 8, 8, 3) and (manifest.channels, manifest.num_classes) == (3, 2)
 
 
 def test_integer_class_names_keep_their_numeric_order(tmp_path):
@@ -55,16 +60,18 @@ def test_integer_class_names_keep_their_numeric_order(tmp_path):
     for index, label in enumerate(["10", "2", "0"]):
         _image(folder / f"{index}.png", index)
     (folder / "labels.csv").write_text("file,label\n0.png,10\n1.png,2\n2.png,0\n")
-    _, dataset = stages.import_folder(folder, "numbers", Workspace.at(tmp_path / "ws"))
-    assert dataset.classes == ["0", "2", "10"] and dataset.arrays.labels.tolist() == [2, 1, 0]
+    manifest = stages.import_folder(folder, "numbers", Workspace.at(tmp_path / "ws"))
+    labels = load_npz(tmp_path / "ws" / "data" / "raw" / "numbers.npz").labels
+    assert manifest.class_names == ["0", "2", "10"] and labels.tolist() == [2, 1, 0]
 
 
 def test_size_centre_crops_and_resizes_mixed_sizes(tmp_path):
     folder = tmp_path / "mixed"
     _image(folder / "a" / "small.png", 10, size=(10, 10))
     _image(folder / "b" / "wide.png", 20, size=(16, 12))
-    _, dataset = stages.import_folder(folder, "mixed", Workspace.at(tmp_path / "ws"), size=8)
-    assert dataset.arrays.images.shape == (2, 8, 8, 1)
+    manifest = stages.import_folder(folder, "mixed", Workspace.at(tmp_path / "ws"), size=8)
+    assert load_npz(tmp_path / "ws" / "data" / "raw" / "mixed.npz").images.shape == (2, 8, 8, 1)
+    assert (manifest.image_size, manifest.image_count) == (8, 2)
 
 
 def _truncated_png(path):
@@ -115,8 +122,8 @@ def test_the_command_reports_what_it_wrote(tmp_path):
     result = CliRunner().invoke(app, ["data", "import-folder", str(folder), "--name", "pets", "--size", "4",
                                       "--rgb", "--root", str(tmp_path / "ws")])
     assert result.exit_code == 0, result.output
-    assert "3 images of shape (4, 4, 3), 2 classes (cat, dog)" in result.output
-    assert "data.num_classes: 2" in result.output
+    assert "3 images 4×4×3, 2 classes (cat, dog)" in result.output
+    assert "set data.dataset: pets in params.yaml" in result.output
 
 
 def test_the_model_card_lists_the_class_names():

@@ -25,12 +25,14 @@ def test_a_run_workspace_holds_its_own_copy_of_the_data_and_its_outcome(tmp_path
     monkeypatch.setenv("GENP_KEEP_RUNS", "1")
     (tmp_path / "data" / "raw").mkdir(parents=True)
     (tmp_path / "data" / "raw" / "digits.npz").write_bytes(b"images")
-    (tmp_path / "data" / "raw" / "digits.classes.json").write_text('{"classes": ["zero"]}')
+    (tmp_path / "data" / "raw" / "digits.manifest.json").write_text('{"class_names": ["zero"]}')
+    (tmp_path / "data" / "raw" / "pets.npz").write_bytes(b"images")
     (tmp_path / "data.dvc").write_text("outs:\n- md5: abc.dir\n  path: data/raw\n")
     with run_workspace(tmp_path, "first", "digits") as workspace:
         assert workspace.repo == tmp_path.resolve() and workspace.root == tmp_path.resolve() / "runs" / "first"
         assert workspace.raw("digits").read_bytes() == b"images"
-        assert workspace.class_names("digits").read_text() == '{"classes": ["zero"]}'  # the names travel along
+        manifest = workspace.root / "data" / "raw" / "digits.manifest.json"
+        assert manifest.read_text() == '{"class_names": ["zero"]}'  # the manifest travels along
         assert (workspace.root / "data.dvc").read_text() == (tmp_path / "data.dvc").read_text()
         assert list_runs(tmp_path)[0][1]["status"] == "running"
     with pytest.raises(RuntimeError, match="boom"):
@@ -38,6 +40,10 @@ def test_a_run_workspace_holds_its_own_copy_of_the_data_and_its_outcome(tmp_path
             raise RuntimeError("boom")
     (status,) = [status for _, status in list_runs(tmp_path)]  # keep 1: the first, finished earlier, was pruned
     assert status["run_id"] == "second" and status["status"] == "failed"
+    with pytest.raises(ConfigError, match=r"pets.manifest.json not found; pets.npz was imported before datasets had "
+                                          r"manifests: run `genp data describe pets`"):
+        with run_workspace(tmp_path, "third", "pets"):
+            pass
 
 
 def test_a_missing_dataset_is_named(tmp_path):
@@ -66,6 +72,7 @@ def test_a_workspace_whose_process_was_killed_is_marked_crashed_and_pruned(tmp_p
 
     (tmp_path / "data" / "raw").mkdir(parents=True)
     (tmp_path / "data" / "raw" / "digits.npz").write_bytes(b"images")
+    (tmp_path / "data" / "raw" / "digits.manifest.json").write_text("{}")
     holder = subprocess.Popen([sys.executable, "-c", HOLD_A_WORKSPACE, str(tmp_path)], cwd=REPO,
                               stdout=subprocess.PIPE, text=True)
     try:

@@ -1,0 +1,102 @@
+"""A dataset describes itself: `data/raw/<name>.manifest.json`, written beside `<name>.npz` when the dataset is
+imported and versioned with it by DVC (`data.dvc` tracks all of data/raw). It holds the facts the pipeline needs
+about the images (size, channels, classes and their names), how many there are, where they came from and a hash of
+their content. `params.yaml` does not repeat these facts: `config.load_params` reads them from here, and a value
+stated in the params that contradicts the manifest is an error naming both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from gen_platform.data.arrays import ImageArrays
+from gen_platform.errors import ConfigError, DataError
+
+FACTS = ("image_size", "channels", "num_classes")  # the `data.*` params a manifest supplies
+
+
+def raw_path(root: Path, dataset: str) -> Path:
+    return root / "data" / "raw" / f"{dataset}.npz"
+
+
+def manifest_path(root: Path, dataset: str) -> Path:
+    return root / "data" / "raw" / f"{dataset}.manifest.json"
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    name: str
+    image_size: int
+    channels: int
+    num_classes: int
+    class_names: list[str]  # label i is the class named class_names[i]
+    image_count: int
+    source: str  # e.g. "built-in: digits", "folder: photos/ (class subfolders)"
+    content_sha256: str  # of the images and labels themselves, whatever the npz compression
+
+    @classmethod
+    def describe(cls, name: str, arrays: ImageArrays, class_names: list[str], source: str) -> DatasetManifest:
+        _, height, width, channels = arrays.images.shape
+        if height != width:
+            raise DataError(f"{name}: images are {height}×{width}; the pipeline takes square images (import a "
+                            "folder with --size to crop and resize)")
+        if len(arrays) and int(arrays.labels.max()) >= len(class_names):
+            raise DataError(f"{name}: label {int(arrays.labels.max())} has no class name ({len(class_names)} given)")
+        return cls(name, int(height), int(channels), len(class_names), list(class_names), len(arrays), source,
+                   content_hash(arrays))
+
+    def write(self, root: Path) -> Path:
+        path = manifest_path(root, self.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".tmp")
+        partial.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return partial.replace(path)
+
+    @classmethod
+    def read(cls, root: Path, dataset: str) -> DatasetManifest:
+        path = manifest_path(root, dataset)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            hint = (f"{raw_path(root, dataset).name} was imported before datasets had manifests: run "
+                    f"`genp data describe {dataset}`" if raw_path(root, dataset).exists()
+                    else f"import the dataset first (`genp data import {dataset}` or `genp data import-folder`)")
+            raise ConfigError(f"{path}: no manifest for dataset {dataset!r}; {hint}") from None
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path}: not valid JSON ({error})") from None
+        expected = {field.name for field in fields(cls)}
+        if not isinstance(raw, dict) or set(raw) != expected:
+            found = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
+            raise ConfigError(f"{path}: expected the fields {sorted(expected)}, found {found}")
+        return cls(**raw)
+
+
+def content_hash(arrays: ImageArrays) -> str:
+    digest = hashlib.sha256()
+    for array in (arrays.images, arrays.labels):
+        digest.update(str((array.dtype.str, array.shape)).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def with_dataset_facts(raw: dict[str, Any], root: Path, source: str) -> dict[str, Any]:
+    """`raw` params (overrides merged) with `data.image_size`, `channels` and `num_classes` taken from the
+    manifest of `data.dataset` under `root`. A value already stated must agree with it. A dataset not imported
+    under `root` (neither npz nor manifest) is left as the params say: `prepare` names what is missing."""
+    data = dict(raw.get("data") or {})
+    dataset = str(data.get("dataset", "digits"))
+    if not (manifest_path(root, dataset).exists() or raw_path(root, dataset).exists()):
+        return raw
+    manifest = DatasetManifest.read(root, dataset)
+    for fact in FACTS:
+        described = getattr(manifest, fact)
+        if fact in data and data[fact] != described:
+            raise ConfigError(f"{source}: data.{fact} is {data[fact]!r}, but {manifest_path(root, dataset)} "
+                              f"says {described!r}; the manifest describes the data: remove data.{fact} from the "
+                              "parameters")
+        data[fact] = described
+    return {**raw, "data": data}
