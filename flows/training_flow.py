@@ -13,17 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable
 
 from prefect import flow
 from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from flows import tasks
-from flows.parameters import DatasetName, FamilyName, TrainRequest, TuneRequest
+from flows.parameters import RetrainRequest, TrainRequest, TuneRequest, configured_dataset
 from flows.workspaces import run_workspace
 from gen_platform.workspace import Workspace
-from gen_platform.config import PipelineParams, deep_merge, params_for, parse_override
+from gen_platform.config import PipelineParams, deep_merge, parse_override
 from gen_platform.models import FAMILIES
 
 ROOT = "."  # the repository: the serve process's working directory
@@ -41,10 +41,21 @@ def _train_pipeline(params: PipelineParams, workspace: Workspace, title: str) ->
     return registration | {"workspace": str(workspace.root)}
 
 
-@flow(name="train", flow_run_name="train {request.family}-{request.dataset}", log_prints=True)
+def _run_name(kind: str) -> Callable[[], str]:
+    """`train vae-pets`: the request's family and dataset (params.yaml's when it names none)."""
+
+    def name() -> str:
+        request = flow_run.parameters.get("request")
+        request = request.model_dump() if isinstance(request, BaseModel) else dict(request or {})
+        return f"{kind} {request.get('family') or 'vae'}-{request.get('dataset') or configured_dataset(Path(ROOT))}"
+
+    return name
+
+
+@flow(name="train", flow_run_name=_run_name("train"), log_prints=True)
 def train_flow(request: TrainRequest = TrainRequest(), root: str = ROOT) -> dict[str, Any]:
     """prepare → validate → features → train → evaluate → register, then a report artifact."""
-    params = request.params(Path(root))  # a bad parameter fails here, before any work
+    params = request.params(Path(root))  # a bad parameter or an absent dataset fails here, before any work
     with run_workspace(root, flow_run.get_id(), params.data.dataset, request.data_revision) as workspace:
         return _train_pipeline(params, workspace, f"train {params.registered_model_name}")
 
@@ -60,24 +71,14 @@ def _tune_pipeline(params: PipelineParams, workspace: Workspace) -> dict[str, An
     return summary | {"workspace": str(workspace.root)}
 
 
-@flow(name="tune", flow_run_name="tune {request.family}-{request.dataset} ({request.trials} trials)", log_prints=True)
+@flow(name="tune", flow_run_name=_run_name("tune"), log_prints=True)
 def tune_flow(request: TuneRequest = TuneRequest(), root: str = ROOT) -> dict[str, Any]:
-    params = params_for(Path(root) / "params.yaml", request.family, request.dataset,
-                        {"tune": {"trials": request.trials, "max_epochs": request.epochs}})
+    params = request.params(Path(root))
     with run_workspace(root, flow_run.get_id(), params.data.dataset) as workspace:
         return _tune_pipeline(params, workspace)
 
 
-class RetrainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    family: FamilyName = "vae"
-    dataset: DatasetName = "digits"
-    mode: Literal["train", "tune"] = Field("train", description="retrain once, or run a search")
-    trials: int = Field(8, ge=1, le=256, description="trials when mode is tune")
-
-
-@flow(name="retrain", flow_run_name="retrain {request.family}-{request.dataset}", log_prints=True)
+@flow(name="retrain", flow_run_name=_run_name("retrain"), log_prints=True)
 def retrain_flow(request: RetrainRequest = RetrainRequest(), root: str = ROOT) -> dict[str, Any]:
     """Retrain when the data changed: compares data.dvc's md5 with the data version the model's latest
     registration was evaluated on (promoted or not, trained or tuned)."""
@@ -88,7 +89,7 @@ def retrain_flow(request: RetrainRequest = RetrainRequest(), root: str = ROOT) -
     from gen_platform.tracking.store import tracking_uri
 
     repo = Path(root).resolve()
-    params = params_for(repo / "params.yaml", request.family, request.dataset, {"tune": {"trials": request.trials}})
+    params = request.params(repo)
     current = data_version(repo)
     mlflow.set_tracking_uri(tracking_uri(repo))
     needed, reason = retrain_needed(params.registered_model_name, current)
@@ -108,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the train flow once, without a Prefect server.")
     parser.add_argument("--set", "-s", action="append", default=[], help="override, e.g. model.vae.beta=4")
     parser.add_argument("--family", default="vae", choices=sorted(FAMILIES))
-    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--dataset", default=None, help="a dataset in data/raw (default: params.yaml's)")
     parser.add_argument("--root", default=ROOT)
     args = parser.parse_args()
     overrides: dict[str, Any] = {}

@@ -25,13 +25,15 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
+from gen_platform.data.manifest import DatasetManifest
 from gen_platform.errors import ConfigError
 from gen_platform.tracking.owners import process_gone, this_process
 from gen_platform.workspace import Workspace, write_json
 
 RUNS_DIR = "runs"
+RAW_DIR = Path("data") / "raw"
 STATUS_FILE = "run.json"
 FINISHED = {"completed", "failed", "crashed"}
 
@@ -47,33 +49,60 @@ def _git_show(repo: Path, revision: str, path: str) -> str:
     return shown.stdout
 
 
-def _materialise_data(repo: Path, root: Path, dataset: str, revision: str | None) -> None:
-    """The dataset's array file and its manifest beside it; data without a manifest is refused before any work."""
-    raw = Path("data") / "raw" / f"{dataset}.npz"
-    manifest = raw.with_name(f"{dataset}.manifest.json")
-    (root / raw).parent.mkdir(parents=True, exist_ok=True)
+def _revision_files(repo: Path, revision: str | None) -> Any:
+    """The data of `revision` as a filesystem (DVC's, through the git history and the cache); None: the working
+    tree's data/raw, the version data.dvc tracks now."""
     if revision is None:
-        if not (repo / raw).exists():
-            raise ConfigError(f"dataset: {repo / raw} not found; import it first (genp data import {dataset})")
-        if (repo / "data.dvc").exists():
-            shutil.copy2(repo / "data.dvc", root / "data.dvc")
-        if not (repo / manifest).exists():
-            raise ConfigError(f"dataset: {repo / manifest} not found; {dataset}.npz was imported before datasets had "
-                              f"manifests: run `genp data describe {dataset}` and `dvc commit data.dvc`")
-        for path in (raw, manifest):
-            shutil.copy2(repo / path, root / path)
-        return
+        return None
     from dvc.api import DVCFileSystem
 
-    (root / "data.dvc").write_text(_git_show(repo, revision, "data.dvc"))
-    filesystem = DVCFileSystem(str(repo), rev=revision)
-    if not filesystem.exists(raw.as_posix()):
-        raise ConfigError(f"data_revision: {revision!r} has no {raw.as_posix()} in its data.dvc")
-    if not filesystem.exists(manifest.as_posix()):
+    _git_show(repo, revision, "data.dvc")  # names a bad revision plainly
+    return DVCFileSystem(str(repo), rev=revision)
+
+
+def datasets_at(repo: Path, revision: str | None = None) -> list[str]:
+    """The datasets in the DVC-tracked data at `revision` (default: the current data): data/raw/<name>.npz."""
+    files = _revision_files(repo, revision)
+    if files is None:
+        names = [path.name for path in (repo / RAW_DIR).glob("*.npz")]
+    else:
+        names = [Path(path).name for path in files.ls(RAW_DIR.as_posix(), detail=False)] if files.exists(
+            RAW_DIR.as_posix()) else []
+    return sorted(name.removesuffix(".npz") for name in names if name.endswith(".npz"))
+
+
+def dataset_manifest(repo: Path, dataset: str, revision: str | None = None) -> DatasetManifest:
+    """The manifest of `dataset` at `revision`; a dataset absent there is refused naming those present."""
+    repo = Path(repo).resolve()
+    present = datasets_at(repo, revision)
+    where = f"data revision {revision!r}" if revision else "the current data (data/raw)"
+    if dataset not in present:
+        raise ConfigError(f"dataset: {dataset!r} is not in {where}; datasets there: {', '.join(present) or 'none'} "
+                          "(add one with `genp data import` or `genp data import-folder`, then `dvc add data/raw`)")
+    manifest = RAW_DIR / f"{dataset}.manifest.json"
+    files = _revision_files(repo, revision)
+    if files is None:
+        return DatasetManifest.read(repo, dataset)
+    if not files.exists(manifest.as_posix()):
         raise ConfigError(f"data_revision: {revision!r} has no {manifest.as_posix()} (its data was imported before "
                           "datasets had manifests); train a revision whose data has one")
-    for path in (raw, manifest):
-        filesystem.get_file(path.as_posix(), str(root / path))
+    return DatasetManifest.parse(files.read_text(manifest.as_posix()), f"{manifest.as_posix()} at {revision!r}")
+
+
+def _materialise_data(repo: Path, root: Path, dataset: str, revision: str | None) -> None:
+    """The dataset's array file and its manifest beside it (`dataset_manifest` has checked they exist)."""
+    paths = [RAW_DIR / f"{dataset}.npz", RAW_DIR / f"{dataset}.manifest.json"]
+    (root / RAW_DIR).mkdir(parents=True, exist_ok=True)
+    files = _revision_files(repo, revision)
+    if files is None:
+        if (repo / "data.dvc").exists():
+            shutil.copy2(repo / "data.dvc", root / "data.dvc")
+        for path in paths:
+            shutil.copy2(repo / path, root / path)
+        return
+    (root / "data.dvc").write_text(_git_show(repo, revision, "data.dvc"))
+    for path in paths:
+        files.get_file(path.as_posix(), str(root / path))
 
 
 def _status(root: Path) -> dict:

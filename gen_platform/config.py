@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from gen_platform.data.manifest import FACTS, with_dataset_facts
+from gen_platform.data.manifest import FACTS, DatasetManifest, with_dataset_facts
 from gen_platform.errors import ConfigError
 from gen_platform.models import FAMILIES
 from gen_platform.settings import (ClassifierParams, DataParams, EvaluateParams, RegistryParams, Section, SplitParams,
@@ -120,14 +120,14 @@ def _describe(error: ValidationError, source: str) -> str:
 
 
 def parse_params(raw: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "params",
-                 data_root: Path | None = None) -> PipelineParams:
-    """Validate a params mapping (plus optional nested overrides) into `PipelineParams`. With `data_root`, the
-    dataset's facts (image size, channels, classes) come from its manifest under `data_root/data/raw`."""
+                 data_root: Path | None = None, manifest: DatasetManifest | None = None) -> PipelineParams:
+    """Validate a params mapping (plus optional nested overrides) into `PipelineParams`. With `data_root` (or the
+    `manifest` itself), the dataset's facts (image size, channels, classes) come from its manifest."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections (data, train, ...), got {type(raw).__name__}")
     merged = deep_merge(raw, overrides or {})
     if data_root is not None:
-        merged = with_dataset_facts(merged, data_root, source)
+        merged = with_dataset_facts(merged, data_root, source, manifest)
     try:
         return PipelineParams.model_validate(merged)
     except ValidationError as error:
@@ -161,9 +161,10 @@ def parse_override(text: str) -> dict[str, Any]:
     return nested
 
 
-def params_for(path: Path, family: str, dataset: str, *overrides: dict[str, Any]) -> PipelineParams:
-    """params.yaml retargeted to `family` and `dataset` (whose manifest brings its facts); then `overrides`
-    apply."""
+def params_for(path: Path, family: str, dataset: str, *overrides: dict[str, Any],
+               manifest: DatasetManifest | None = None) -> PipelineParams:
+    """params.yaml retargeted to `family` and `dataset` (whose manifest brings its facts: `manifest`, e.g. read at
+    another data revision, else the one beside params.yaml); then `overrides` apply."""
     path = Path(path)
     raw = yaml.safe_load(path.read_text()) or {}
     if (raw.get("data") or {}).get("dataset") != dataset:  # facts stated for another dataset do not carry over
@@ -172,4 +173,4 @@ def params_for(path: Path, family: str, dataset: str, *overrides: dict[str, Any]
     for override in overrides:
         merged = deep_merge(merged, override)
     return parse_params(raw, merged, source=f"{path} (retargeted to {family}-{dataset})",
-                        data_root=path.resolve().parent)
+                        data_root=path.resolve().parent, manifest=manifest)

@@ -60,18 +60,24 @@ class DatasetManifest:
     def read(cls, root: Path, dataset: str) -> DatasetManifest:
         path = manifest_path(root, dataset)
         try:
-            raw = json.loads(path.read_text())
+            text = path.read_text()
         except FileNotFoundError:
             hint = (f"{raw_path(root, dataset).name} was imported before datasets had manifests: run "
                     f"`genp data describe {dataset}`" if raw_path(root, dataset).exists()
                     else f"import the dataset first (`genp data import {dataset}` or `genp data import-folder`)")
             raise ConfigError(f"{path}: no manifest for dataset {dataset!r}; {hint}") from None
+        return cls.parse(text, str(path))
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> DatasetManifest:
+        try:
+            raw = json.loads(text)
         except json.JSONDecodeError as error:
-            raise ConfigError(f"{path}: not valid JSON ({error})") from None
+            raise ConfigError(f"{where}: not valid JSON ({error})") from None
         expected = {field.name for field in fields(cls)}
         if not isinstance(raw, dict) or set(raw) != expected:
             found = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
-            raise ConfigError(f"{path}: expected the fields {sorted(expected)}, found {found}")
+            raise ConfigError(f"{where}: expected the fields {sorted(expected)}, found {found}")
         return cls(**raw)
 
 
@@ -83,20 +89,23 @@ def content_hash(arrays: ImageArrays) -> str:
     return digest.hexdigest()
 
 
-def with_dataset_facts(raw: dict[str, Any], root: Path, source: str) -> dict[str, Any]:
-    """`raw` params (overrides merged) with `data.image_size`, `channels` and `num_classes` taken from the
-    manifest of `data.dataset` under `root`. A value already stated must agree with it. A dataset not imported
-    under `root` (neither npz nor manifest) is left as the params say: `prepare` names what is missing."""
+def with_dataset_facts(raw: dict[str, Any], root: Path, source: str,
+                       manifest: DatasetManifest | None = None) -> dict[str, Any]:
+    """`raw` params (overrides merged) with `data.image_size`, `channels` and `num_classes` taken from
+    `manifest`, else from the manifest of `data.dataset` under `root`. A value already stated must agree with it.
+    A dataset not imported under `root` (neither npz nor manifest) is left as the params say: `prepare` names
+    what is missing."""
     data = dict(raw.get("data") or {})
     dataset = str(data.get("dataset", "digits"))
-    if not (manifest_path(root, dataset).exists() or raw_path(root, dataset).exists()):
-        return raw
-    manifest = DatasetManifest.read(root, dataset)
+    where = f"the manifest of {dataset!r}" if manifest else str(manifest_path(root, dataset))
+    if manifest is None:
+        if not (manifest_path(root, dataset).exists() or raw_path(root, dataset).exists()):
+            return raw
+        manifest = DatasetManifest.read(root, dataset)
     for fact in FACTS:
         described = getattr(manifest, fact)
         if fact in data and data[fact] != described:
-            raise ConfigError(f"{source}: data.{fact} is {data[fact]!r}, but {manifest_path(root, dataset)} "
-                              f"says {described!r}; the manifest describes the data: remove data.{fact} from the "
-                              "parameters")
+            raise ConfigError(f"{source}: data.{fact} is {data[fact]!r}, but {where} says {described!r}; the "
+                              f"manifest describes the data: remove data.{fact} from the parameters")
         data[fact] = described
     return {**raw, "data": data}

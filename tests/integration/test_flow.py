@@ -65,5 +65,12 @@ def test_flow_rejects_a_bad_parameter_before_any_work(tmp_path, prefect_home):
     workspace = make_workspace(tmp_path / "ws", {})
     with pytest.raises(ConfigError, match=r"train\.epochs: .*greater than or equal to 1"):
         train_flow(TrainRequest(overrides={"train": {"epochs": 0}}), root=str(workspace))
+    # a dataset the data does not hold, at the current revision or at an older one: named with those it holds
+    with pytest.raises(ConfigError, match=r"dataset: 'pets' is not in the current data \(data/raw\); datasets "
+                                          r"there: digits \("):
+        train_flow(TrainRequest(dataset="pets"), root=str(workspace))
+    run(["dvc", "commit", "-f", "data.dvc"], workspace)
+    with pytest.raises(ConfigError, match=r"dataset: 'pets' is not in data revision 'HEAD'; datasets there: digits"):
+        train_flow(TrainRequest(dataset="pets", data_revision="HEAD"), root=str(workspace))
     assert not (workspace / "data" / "prepared").exists() and not (workspace / "mlflow.db").exists()
     assert not (workspace / "runs").exists()

@@ -11,6 +11,7 @@ import time
 import urllib.error
 
 import mlflow
+import numpy as np
 import pytest
 import yaml
 
@@ -192,36 +193,65 @@ def test_retrain_runs_once_per_new_data_version(stack):
     assert len(_automation_retrains(urls["prefect"])) == 1
 
 
-def test_concurrent_runs_each_record_their_own_request_and_leave_the_repository_alone(stack):
-    """A VAE with beta 0.5, a GAN, and a VAE at the older data revision, created at the same moment: each run
-    works in its own workspace, so each registered version's MLflow run holds what its own request asked.
-    Three requests are beyond the serve limit of 2: one queues, none is lost, and the concurrent promotions
-    leave one consistent champion (bench/stack_load.py's criteria; its 8-request load runs in `make bench`)."""
+def _image_folder(root, classes: int = 3, per_class: int = 100):
+    """A user's folder of distinct 8×8 grey PNGs, one subfolder per class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in range(classes):
+        (root / f"class-{label}").mkdir(parents=True)
+        for index in range(per_class):
+            pixels = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"class-{label}" / f"{index}.png")
+    return root
+
+
+def test_concurrent_runs_each_record_their_own_request_and_leave_the_repository_alone(stack, tmp_path):
+    """Four trainings created at the same moment: a VAE with beta 0.5, a VAE at the older data revision, a VAE on
+    an image folder the user imported, and a GAN on photo-crops; both new datasets are committed with DVC, as a
+    user adds theirs. Each run works in its own workspace, so each registered version's MLflow run holds what its
+    own request asked. Four requests are beyond the serve limit of 2: two queue, none is lost, and the concurrent
+    promotions leave one consistent champion per model (bench/stack_load.py's criteria; its 8-request load runs
+    in `make bench`)."""
     workspace, urls = stack
+    run(["genp", "data", "import-folder", str(_image_folder(tmp_path / "pets")), "--name", "pets"], workspace)
+    run(["genp", "data", "import", "photo-crops", "--count", "300"], workspace)
     old, new = commit_new_data_version(workspace)
     md5 = {name: yaml.safe_load(text)["outs"][0]["md5"] for name, text in (("old", old), ("new", new))}
     default_beta = yaml.safe_load((workspace / "params.yaml").read_text())["model"]["vae"]["beta"]
     assert default_beta != 0.5
     older = run(["git", "rev-parse", "HEAD~1"], workspace).stdout.strip()
-    requests = {"vae beta 0.5": ({"family": "vae", "overrides": {"model": {"vae": {"beta": 0.5}}}}, "vae", 0.5, "new"),
-                "gan": ({"family": "gan"}, "gan", None, "new"),
-                "vae at the older revision": ({"family": "vae", "data_revision": older}, "vae", default_beta, "old")}
+    small = {"validation": {"min_rows": 20}}  # 300 images: 30 in each of the validation and test splits
+    requests = {
+        "vae beta 0.5": ({"family": "vae", "overrides": {"model": {"vae": {"beta": 0.5}}}}, "vae-digits", 0.5, "new"),
+        "vae at the older revision": ({"family": "vae", "data_revision": older}, "vae-digits", default_beta, "old"),
+        "vae on an imported folder": ({"dataset": "pets", "overrides": small}, "vae-pets", default_beta, "new"),
+        "gan on photo-crops": ({"family": "gan", "dataset": "photo-crops", "overrides": {
+            **small, "model": {"gan": {"fd_samples": 100}}}}, "gan-photo-crops", None, "new")}
     finished = run_together(urls["prefect"], "train/train", [{"request": r[0]} for r in requests.values()], 900)
-    assert [f["state_type"] for f in finished] == ["COMPLETED"] * 3, [logs(urls["prefect"], f["id"]) for f in finished]
+    assert [f["state_type"] for f in finished] == ["COMPLETED"] * 4, [logs(urls["prefect"], f["id"]) for f in finished]
     assert stack_load.peak_concurrency(finished) == 2  # the serve limit, reached and kept
+    assert [f["name"] for f in finished] == ["train vae-digits", "train vae-digits", "train vae-pets",
+                                             "train gan-photo-crops"]
     client, _ = _registry(urls, "vae-digits")
     run_ids = [reported_mlflow_run(urls["prefect"], f["id"]) for f in finished]
-    assert len(set(run_ids)) == 3
-    for (name, (_, family, beta, data)), run_id in zip(requests.items(), run_ids):
+    assert len(set(run_ids)) == 4
+    for (name, (_, model, beta, data)), run_id in zip(requests.items(), run_ids):
         recorded = client.get_run(run_id).data
-        assert recorded.params["model.family"] == family, name
+        assert recorded.params["model.family"] == model.split("-")[0], name
         assert recorded.tags["data_version"] == md5[data], name
-        if family == "vae":
+        if beta is not None:
             assert float(recorded.params["model.vae.beta"]) == float(beta), name
         assert any(a.path == "samples.png" for a in client.list_artifacts(run_id)), name
         (version,) = client.search_model_versions(f"run_id='{run_id}'")
-        assert version.name == f"{family}-digits" and version.tags["data_version"] == md5[data], name
-    assert all(stack_load.champion_consistent(client, f"{family}-digits") for family in ("vae", "gan"))
+        assert version.name == model and version.tags["data_version"] == md5[data], name
+    # the dataset's facts came from its manifest: 64×64 RGB for photo-crops, 3 named classes for the folder
+    assert client.get_run(run_ids[3]).data.params["data.image_size"] == "64"
+    assert client.get_run(run_ids[3]).data.params["data.channels"] == "3"
+    pets = client.get_model_version_by_alias("vae-pets", "champion")
+    card = client.download_artifacts(pets.run_id, "model_card.md", str(tmp_path))
+    assert "0: `class-0`, 1: `class-1`, 2: `class-2`" in open(card).read()
+    assert all(stack_load.champion_consistent(client, model) for model in ("vae-digits", "vae-pets", "gan-photo-crops"))
     assert (workspace / "data.dvc").read_text() == new  # byte-identical: no run checked anything out
     assert run(["git", "status", "--porcelain"], workspace).stdout == ""
     assert not (workspace / "models").exists() and not (workspace / "data" / "prepared").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.workspaces import list_runs, prune, run_workspace
+from flows.workspaces import dataset_manifest, list_runs, prune, run_workspace
 from gen_platform.errors import ConfigError
 from gen_platform.workspace import write_json
 
@@ -40,16 +40,19 @@ def test_a_run_workspace_holds_its_own_copy_of_the_data_and_its_outcome(tmp_path
             raise RuntimeError("boom")
     (status,) = [status for _, status in list_runs(tmp_path)]  # keep 1: the first, finished earlier, was pruned
     assert status["run_id"] == "second" and status["status"] == "failed"
-    with pytest.raises(ConfigError, match=r"pets.manifest.json not found; pets.npz was imported before datasets had "
-                                          r"manifests: run `genp data describe pets`"):
-        with run_workspace(tmp_path, "third", "pets"):
-            pass
+    with pytest.raises(ConfigError, match=r"pets.manifest.json: no manifest for dataset 'pets'; pets.npz was "
+                                          r"imported before datasets had manifests: run `genp data describe pets`"):
+        dataset_manifest(tmp_path, "pets")
 
 
-def test_a_missing_dataset_is_named(tmp_path):
-    with pytest.raises(ConfigError, match=r"data/raw/faces\.npz not found; import it first"):
-        with run_workspace(tmp_path, "r", "faces"):
-            pass
+
+def test_a_missing_dataset_is_named_with_the_datasets_present(tmp_path):
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    for name in ("pets", "digits"):
+        (tmp_path / "data" / "raw" / f"{name}.npz").write_bytes(b"images")
+    with pytest.raises(ConfigError, match=r"dataset: 'faces' is not in the current data \(data/raw\); datasets "
+                                          r"there: digits, pets"):
+        dataset_manifest(tmp_path, "faces")
 
 
 # A flow run's process: takes its workspace, says so, and waits to be killed.
