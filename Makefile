@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Runs the whole DVC pipeline on the embedded default dataset (scikit-learn digits).
 run: setup
-	@test -f data/raw/digits.npz || genp data import digits
+	@test -f data/raw/digits.manifest.json || genp data import digits
 	dvc repro
 	@echo "Results: 'dvc metrics show', reports/, and 'mlflow ui --backend-store-uri sqlite:///mlflow.db'"
 
