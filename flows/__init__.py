@@ -10,5 +10,6 @@ a test that imports a flow) imports this package before Prefect. A value already
 
 from gen_platform.startup import configure_process
 
-PREFECT_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+PREFECT_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 configure_process(PREFECT_DEFAULTS)

@@ -17,10 +17,9 @@ from typing import Any, Callable
 
 from prefect import flow
 from prefect.runtime import flow_run
-from pydantic import BaseModel
 
 from flows import tasks
-from flows.parameters import RetrainRequest, TrainRequest, TuneRequest, configured_dataset
+from flows.parameters import DatasetRequest, RetrainRequest, TrainRequest, TuneRequest
 from flows.workspaces import run_workspace
 from gen_platform.workspace import Workspace
 from gen_platform.config import PipelineParams, deep_merge, parse_override
@@ -41,18 +40,17 @@ def _train_pipeline(params: PipelineParams, workspace: Workspace, title: str) ->
     return registration | {"workspace": str(workspace.root)}
 
 
-def _run_name(kind: str) -> Callable[[], str]:
+def _run_name(kind: str, request_type: type[DatasetRequest]) -> Callable[[], str]:
     """`train vae-pets`: the request's family and dataset (params.yaml's when it names none)."""
 
     def name() -> str:
-        request = flow_run.parameters.get("request")
-        request = request.model_dump() if isinstance(request, BaseModel) else dict(request or {})
-        return f"{kind} {request.get('family') or 'vae'}-{request.get('dataset') or configured_dataset(Path(ROOT))}"
+        request = request_type.model_validate(flow_run.parameters.get("request") or {})
+        return f"{kind} {request.family}-{request.dataset_in(Path(flow_run.parameters.get('root') or ROOT))}"
 
     return name
 
 
-@flow(name="train", flow_run_name=_run_name("train"), log_prints=True)
+@flow(name="train", flow_run_name=_run_name("train", TrainRequest), log_prints=True)
 def train_flow(request: TrainRequest = TrainRequest(), root: str = ROOT) -> dict[str, Any]:
     """prepare → validate → features → train → evaluate → register, then a report artifact."""
     params = request.params(Path(root))  # a bad parameter or an absent dataset fails here, before any work
@@ -71,14 +69,14 @@ def _tune_pipeline(params: PipelineParams, workspace: Workspace) -> dict[str, An
     return summary | {"workspace": str(workspace.root)}
 
 
-@flow(name="tune", flow_run_name=_run_name("tune"), log_prints=True)
+@flow(name="tune", flow_run_name=_run_name("tune", TuneRequest), log_prints=True)
 def tune_flow(request: TuneRequest = TuneRequest(), root: str = ROOT) -> dict[str, Any]:
     params = request.params(Path(root))
     with run_workspace(root, flow_run.get_id(), params.data.dataset) as workspace:
         return _tune_pipeline(params, workspace)
 
 
-@flow(name="retrain", flow_run_name=_run_name("retrain"), log_prints=True)
+@flow(name="retrain", flow_run_name=_run_name("retrain", RetrainRequest), log_prints=True)
 def retrain_flow(request: RetrainRequest = RetrainRequest(), root: str = ROOT) -> dict[str, Any]:
     """Retrain when the data changed: compares data.dvc's md5 with the data version the model's latest
     registration was evaluated on (promoted or not, trained or tuned)."""

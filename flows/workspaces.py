@@ -27,13 +27,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from gen_platform.data.manifest import DatasetManifest
+from gen_platform.data.manifest import RAW_DIR, DatasetManifest, manifest_path, raw_path
 from gen_platform.errors import ConfigError
 from gen_platform.tracking.owners import process_gone, this_process
 from gen_platform.workspace import Workspace, write_json
 
 RUNS_DIR = "runs"
-RAW_DIR = Path("data") / "raw"
 STATUS_FILE = "run.json"
 FINISHED = {"completed", "failed", "crashed"}
 
@@ -60,9 +59,7 @@ def _revision_files(repo: Path, revision: str | None) -> Any:
     return DVCFileSystem(str(repo), rev=revision)
 
 
-def datasets_at(repo: Path, revision: str | None = None) -> list[str]:
-    """The datasets in the DVC-tracked data at `revision` (default: the current data): data/raw/<name>.npz."""
-    files = _revision_files(repo, revision)
+def _datasets_in(repo: Path, files: Any) -> list[str]:
     if files is None:
         names = [path.name for path in (repo / RAW_DIR).glob("*.npz")]
     else:
@@ -71,18 +68,23 @@ def datasets_at(repo: Path, revision: str | None = None) -> list[str]:
     return sorted(name.removesuffix(".npz") for name in names if name.endswith(".npz"))
 
 
+def datasets_at(repo: Path, revision: str | None = None) -> list[str]:
+    """The datasets in the DVC-tracked data at `revision` (default: the current data): data/raw/<name>.npz."""
+    return _datasets_in(repo, _revision_files(repo, revision))
+
+
 def dataset_manifest(repo: Path, dataset: str, revision: str | None = None) -> DatasetManifest:
     """The manifest of `dataset` at `revision`; a dataset absent there is refused naming those present."""
     repo = Path(repo).resolve()
-    present = datasets_at(repo, revision)
+    files = _revision_files(repo, revision)
+    present = _datasets_in(repo, files)
     where = f"data revision {revision!r}" if revision else "the current data (data/raw)"
     if dataset not in present:
         raise ConfigError(f"dataset: {dataset!r} is not in {where}; datasets there: {', '.join(present) or 'none'} "
                           "(add one with `genp data import` or `genp data import-folder`, then `dvc add data/raw`)")
-    manifest = RAW_DIR / f"{dataset}.manifest.json"
-    files = _revision_files(repo, revision)
     if files is None:
         return DatasetManifest.read(repo, dataset)
+    manifest = manifest_path(Path(), dataset)
     if not files.exists(manifest.as_posix()):
         raise ConfigError(f"data_revision: {revision!r} has no {manifest.as_posix()} (its data was imported before "
                           "datasets had manifests); train a revision whose data has one")
@@ -91,7 +93,7 @@ def dataset_manifest(repo: Path, dataset: str, revision: str | None = None) -> D
 
 def _materialise_data(repo: Path, root: Path, dataset: str, revision: str | None) -> None:
     """The dataset's array file and its manifest beside it (`dataset_manifest` has checked they exist)."""
-    paths = [RAW_DIR / f"{dataset}.npz", RAW_DIR / f"{dataset}.manifest.json"]
+    paths = [raw_path(Path(), dataset), manifest_path(Path(), dataset)]
     (root / RAW_DIR).mkdir(parents=True, exist_ok=True)
     files = _revision_files(repo, revision)
     if files is None:

@@ -17,14 +17,15 @@ from gen_platform.data.arrays import ImageArrays
 from gen_platform.errors import ConfigError, DataError
 
 FACTS = ("image_size", "channels", "num_classes")  # the `data.*` params a manifest supplies
+RAW_DIR = Path("data") / "raw"  # relative to a repository or workspace root
 
 
 def raw_path(root: Path, dataset: str) -> Path:
-    return root / "data" / "raw" / f"{dataset}.npz"
+    return root / RAW_DIR / f"{dataset}.npz"
 
 
 def manifest_path(root: Path, dataset: str) -> Path:
-    return root / "data" / "raw" / f"{dataset}.manifest.json"
+    return root / RAW_DIR / f"{dataset}.manifest.json"
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ Layout of a split directory: `index.json` (rows, image shape, the shard files) a
 `labels-00000.npy`, ... of at most `rows_per_shard` rows each. Training workers stream their share of the
 rows from these files instead of receiving the whole split in their config: a worker reads only the rows it trains
 on and holds one shuffle window and one batch at a time, so its memory does not grow with the dataset, and the
-same code serves one worker, DDP on one node and workers on several nodes (the directory must then be on storage every node mounts, like
-`train.storage_path`).
+same code serves one worker, DDP on one node and workers on several nodes (the directory must then be on storage
+every node mounts, like `train.storage_path`).
 
 Why not Ray Data: for a dataset that is already a few arrays, its streaming executor adds seconds of start-up
 per epoch on small machines and its per-epoch order is not reproducible across a worker restart; this

@@ -84,7 +84,8 @@ def test_a_failed_trial_is_reported_as_failed_never_as_stopped(toy, tmp_path):
     all_crash = run_search(params, splits["train"], splits["val"], ws.root, name="all-crash",
                            space={"model.toy.crash": True, "model.toy.learning_rate": 0.1})
     optuna = run_search(params.with_overrides({"tune": {"trials": 3, "optuna": True}}), splits["train"],
-                        splits["val"], ws.root, name="optuna", space={"model.toy.learning_rate": tune.loguniform(0.01, 1.0)})
+                        splits["val"], ws.root, name="optuna",
+                        space={"model.toy.learning_rate": tune.loguniform(0.01, 1.0)})
     assert optuna.counts()["failed"] == 0 and len({t.sample["model.toy.learning_rate"] for t in optuna.trials}) == 3
     assert all_crash.counts() == {"finished": 0, "stopped": 0, "failed": 1}
     with pytest.raises(ConfigError, match=r"'model.toy.learnin_rate': not a setting of the toy family; expected one "
