@@ -110,6 +110,20 @@ def data_describe(name: str, root: RootOption = Path(".")) -> None:
     _imported(stages.describe_dataset(name, Workspace.at(root)))
 
 
+@data_app.command("accept", help="Accept the current data as an intended change for a registered model (another "
+                  "camera, a new class): its next runs pass the drift gate against this data, not the data it "
+                  "was last trained on.")
+def data_accept(reason: Annotated[str, typer.Option(help="why the data changed (recorded on the registered model)")],
+                family: Annotated[str | None, typer.Option(help=f"one of {sorted(FAMILIES)} (default: params.yaml's)")
+                                  ] = None,
+                dataset: Annotated[str | None, typer.Option(help="a dataset in data/raw (default: params.yaml's)")
+                                   ] = None,
+                params: ParamsOption = Path("params.yaml"), root: RootOption = Path(".")) -> None:
+    base = load_params(params)
+    stages.accept_data(params_for(params, family or base.model.family, dataset or base.data.dataset, {}),
+                       Workspace.at(root), reason)
+
+
 @app.command(help="Draw samples from a registered model, e.g. `genp sample vae-digits@champion -n 64 -o grid.png`.")
 def sample(model: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME/VERSION or a models:/ URI")],
            n: Annotated[int, typer.Option("-n", min=1, max=4096, help="number of samples")] = 64,

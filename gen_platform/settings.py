@@ -32,12 +32,23 @@ class SplitParams(Section):
     test_fraction: float = Field(0.1, gt=0, lt=0.5)
 
 
+class DriftParams(Section):
+    """How far a new data version may move from the data last accepted for the same registered model."""
+
+    enabled: bool = True
+    channel_mean: float = Field(0.05, ge=0, le=1, description="absolute change of a channel's mean pixel (0-1 scale)")
+    channel_std: float = Field(0.05, ge=0, le=1, description="absolute change of a channel's pixel spread")
+    sharpness: float = Field(0.25, ge=0, description="relative change of the mean neighbouring-pixel difference")
+    class_fraction: float = Field(0.05, ge=0, le=1, description="absolute change of any class's share")
+
+
 class ValidationParams(Section):
     min_rows: int = Field(100, ge=1)
     max_rows: int = Field(10_000_000, ge=1)
     min_class_fraction: float = Field(0.02, ge=0, le=1)
     max_class_fraction: float = Field(0.5, ge=0, le=1)
     max_duplicate_fraction: float = Field(0.01, ge=0, le=1)
+    drift: DriftParams = DriftParams()
 
     @model_validator(mode="after")
     def _ordered(self) -> ValidationParams:

@@ -9,12 +9,12 @@ from typing import Any
 
 from gen_platform.config import PipelineParams
 from gen_platform.data import sources
-from gen_platform.data.arrays import ImageArrays, load_npz, write_npz
-from gen_platform.data.folders import read_image_folder
-from gen_platform.data.manifest import DatasetManifest
-from gen_platform.data.shards import write_shards
-from gen_platform.data.splits import SPLITS, split_dataset
+from gen_platform.data.arrays import CHUNK_BYTES, ImageArrays, open_npz, write_npz
+from gen_platform.data.folders import ImageFolder
+from gen_platform.data.manifest import DatasetManifest, npz_content_hash, write_hashed_npz
+from gen_platform.data.splits import SPLITS, split_rows, write_splits
 from gen_platform.errors import ValidationFailed
+from gen_platform.validation.drift import DataProfile, profile_of
 from gen_platform.validation.gate import record_verdict, require_valid_data
 from gen_platform.workspace import Workspace, read_json, write_json
 
@@ -33,35 +33,75 @@ def import_dataset(name: str, ws: Workspace, count: int | None = None) -> Datase
                                                        f"built-in: {name}"), arrays)
 
 
-def import_folder(folder: Path, name: str, ws: Workspace, channels: int = 1,
-                  size: int | None = None) -> DatasetManifest:
+def import_folder(folder: Path, name: str, ws: Workspace, channels: int = 1, size: int | None = None,
+                  chunk_bytes: int = CHUNK_BYTES) -> DatasetManifest:
     """A user's image folder (class subfolders or labels.csv) to data/raw/<name>.npz and its manifest (class
-    names included); everything is read and checked before either file is written."""
-    dataset = read_image_folder(folder, channels, size)
-    manifest = DatasetManifest.describe(name, dataset.arrays, dataset.classes, f"folder: {Path(folder).name}/")
-    return _write_dataset(ws, manifest, dataset.arrays)
-
-
-def describe_dataset(name: str, ws: Workspace) -> DatasetManifest:
-    """The manifest of data/raw/<name>.npz imported before datasets had one (classes named by their labels)."""
-    arrays = load_npz(ws.raw(name))
-    classes = [str(label) for label in range(int(arrays.labels.max()) + 1 if len(arrays) else 0)]
-    manifest = DatasetManifest.describe(name, arrays, classes, f"described from an existing {name}.npz")
+    names included), decoded and written a chunk at a time: memory does not grow with the folder. Every image is
+    checked before the npz replaces the old one, and the manifest follows the npz."""
+    found = ImageFolder.scan(folder)
+    shape, content_sha256 = write_hashed_npz(ws.raw(name), len(found), found.chunks(channels, size, chunk_bytes),
+                                             found.labels)
+    manifest = DatasetManifest.of(name, shape, found.labels, found.classes, f"folder: {Path(folder).name}/",
+                                  content_sha256)
     manifest.write(ws.root)
     return manifest
 
 
-def prepare(params: PipelineParams, ws: Workspace) -> dict[str, int]:
-    """Deterministic train/val/test split of data/raw/<dataset>.npz into data/prepared/<split>/ shards."""
-    arrays = load_npz(ws.raw(params.data.dataset))
-    splits = split_dataset(arrays, params.split.seed, params.split.val_fraction, params.split.test_fraction)
-    for name, part in splits.items():
-        write_shards(ws.prepared(name).directory, part)
+def describe_dataset(name: str, ws: Workspace) -> DatasetManifest:
+    """The manifest of data/raw/<name>.npz imported before datasets had one (classes named by their labels)."""
+    dataset = open_npz(ws.raw(name))
+    classes = [str(label) for label in range(int(dataset.labels.max()) + 1 if len(dataset) else 0)]
+    manifest = DatasetManifest.of(name, dataset.shape, dataset.labels, classes,
+                                  f"described from an existing {name}.npz", npz_content_hash(dataset))
+    manifest.write(ws.root)
+    return manifest
+
+
+def prepare(params: PipelineParams, ws: Workspace, chunk_bytes: int = CHUNK_BYTES) -> dict[str, int]:
+    """Deterministic train/val/test split of data/raw/<dataset>.npz into data/prepared/<split>/ shards, in one
+    pass over the images a chunk at a time: memory does not grow with the dataset."""
+    dataset = open_npz(ws.raw(params.data.dataset))
+    rows = split_rows(len(dataset), dataset.split, params.split.seed, params.split.val_fraction,
+                      params.split.test_fraction)
+    write_splits(dataset, rows, {name: Path(ws.prepared(name).directory) for name in SPLITS}, chunk_bytes)
     for stale in Path(ws.prepared("train").directory).parent.glob("*.npz"):  # the single-file layout of old
         stale.unlink()
-    sizes = {name: len(part) for name, part in splits.items()}
+    sizes = {name: len(part) for name, part in rows.items()}
     print(f"prepared {params.data.dataset}: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
     return sizes
+
+
+def _accepted_data(params: PipelineParams, ws: Workspace) -> tuple[DataProfile, str] | None:
+    """What the registered model last accepted. A store not created yet holds nothing: it is not created here."""
+    import mlflow
+
+    from gen_platform.tracking.accepted_data import accepted_profile
+    from gen_platform.tracking.store import store_root, tracking_uri
+
+    uri = tracking_uri(ws.repo)
+    if uri.startswith("sqlite:///") and not (store_root(ws.repo) / "mlflow.db").exists():
+        return None
+    try:
+        return accepted_profile(mlflow.MlflowClient(uri), params.registered_model_name)
+    except mlflow.exceptions.MlflowException as error:
+        raise ValidationFailed(f"cannot read the data accepted for {params.registered_model_name} from the tracking "
+                               f"store {uri}, so drift cannot be checked: {error}") from None
+
+
+def accept_data(params: PipelineParams, ws: Workspace, reason: str) -> DataProfile:
+    """`genp data accept`: the dataset as it is now becomes what the model's next runs are compared with."""
+    import mlflow
+
+    from gen_platform.tracking.accepted_data import accept
+    from gen_platform.tracking.lineage import data_version
+    from gen_platform.tracking.store import tracking_uri
+
+    profile = profile_of([open_npz(ws.raw(params.data.dataset))]).with_version(data_version(ws.root))
+    accept(mlflow.MlflowClient(tracking_uri(ws.repo)), params.registered_model_name, profile,
+           f"genp data accept: {reason}")
+    print(f"accepted data version {profile.data_version} of {params.data.dataset} for "
+          f"{params.registered_model_name} ({profile.images} images): its next runs are compared with it")
+    return profile
 
 
 def validate(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
@@ -69,8 +109,10 @@ def validate(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
     from gen_platform.validation.report import write_html
     from gen_platform.validation.suite import data_docs_index, validate_splits
 
+    accepted = _accepted_data(params, ws) if params.validation.drift.enabled else None
     report = validate_splits({split: ws.prepared(split) for split in SPLITS}, params.data, params.validation,
-                             project_root=ws.root)
+                             project_root=ws.root, accepted=accepted)
+    print(f"drift: {report.drift}")
     print(f"Great Expectations Data Docs (every validation of this workspace): {data_docs_index(ws.root).as_uri()}")
     write_html(report, ws.report("validation.html"), f"Validation of {params.data.dataset}")
     verdict = record_verdict(ws, report.to_dict())
@@ -170,7 +212,8 @@ def _register(params: PipelineParams, ws: Workspace, model_dir: Path, run_id: st
 
     use_experiment(ws.repo, params.data.dataset)
     features = FeatureModule(SavedClassifier.read(ws.classifier_dir).load())
-    decision = register_run(params, model_dir, run_id, scores, data_version(ws.root),
+    trained_on = profile_of(ws.prepared(split) for split in SPLITS).with_version(data_version(ws.root))
+    decision = register_run(params, model_dir, run_id, scores, trained_on,
                             to_tensor(ws.prepared("val").read().images), features,
                             DatasetManifest.read(ws.root, params.data.dataset).class_names)
     print(f"registered {decision.summary()}")

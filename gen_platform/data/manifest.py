@@ -8,12 +8,15 @@ stated in the params that contradicts the manifest is an error naming both.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from gen_platform.data.arrays import ImageArrays
+import numpy as np
+
+from gen_platform.data.arrays import CHUNK_BYTES, ImageArrays, NpzImages, npz_writer
 from gen_platform.errors import ConfigError, DataError
 
 FACTS = ("image_size", "channels", "num_classes")  # the `data.*` params a manifest supplies
@@ -41,14 +44,20 @@ class DatasetManifest:
 
     @classmethod
     def describe(cls, name: str, arrays: ImageArrays, class_names: list[str], source: str) -> DatasetManifest:
-        _, height, width, channels = arrays.images.shape
+        return cls.of(name, arrays.images.shape, arrays.labels, class_names, source, content_hash(arrays))
+
+    @classmethod
+    def of(cls, name: str, image_shape: tuple[int, ...], labels: np.ndarray, class_names: list[str], source: str,
+           content_sha256: str) -> DatasetManifest:
+        """The manifest of images of `image_shape` (N×H×W×C) and their `labels`, hashed as they were streamed."""
+        _, height, width, channels = image_shape
         if height != width:
             raise DataError(f"{name}: images are {height}×{width}; the pipeline takes square images (import a "
                             "folder with --size to crop and resize)")
-        if len(arrays) and int(arrays.labels.max()) >= len(class_names):
-            raise DataError(f"{name}: label {int(arrays.labels.max())} has no class name ({len(class_names)} given)")
-        return cls(name, int(height), int(channels), len(class_names), list(class_names), len(arrays), source,
-                   content_hash(arrays))
+        if len(labels) and int(labels.max()) >= len(class_names):
+            raise DataError(f"{name}: label {int(labels.max())} has no class name ({len(class_names)} given)")
+        return cls(name, int(height), int(channels), len(class_names), list(class_names), len(labels), source,
+                   content_sha256)
 
     def write(self, root: Path) -> Path:
         path = manifest_path(root, self.name)
@@ -82,12 +91,63 @@ class DatasetManifest:
         return cls(**raw)
 
 
+class ContentHash:
+    """`content_hash` fed a chunk of rows at a time: each array's dtype and shape, then its rows in order."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+
+    def array(self, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        self._digest.update(str((np.dtype(dtype).str, tuple(int(n) for n in shape))).encode())
+
+    def rows(self, rows: np.ndarray) -> None:
+        self._digest.update(memoryview(np.ascontiguousarray(rows)).cast("B"))
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
 def content_hash(arrays: ImageArrays) -> str:
-    digest = hashlib.sha256()
+    digest = ContentHash()
     for array in (arrays.images, arrays.labels):
-        digest.update(str((array.dtype.str, array.shape)).encode())
-        digest.update(array.tobytes())
+        digest.array(array.dtype, array.shape)
+        digest.rows(array)
     return digest.hexdigest()
+
+
+def npz_content_hash(dataset: NpzImages, chunk_bytes: int = CHUNK_BYTES) -> str:
+    """`content_hash` of an npz, reading its images a chunk at a time."""
+    digest = ContentHash()
+    digest.array(dataset.dtype, dataset.shape)
+    for chunk in dataset.chunks(chunk_bytes):
+        digest.rows(chunk)
+    digest.array(dataset.labels.dtype, dataset.labels.shape)
+    digest.rows(dataset.labels)
+    return digest.hexdigest()
+
+
+def write_hashed_npz(path: Path, count: int, image_chunks: Iterable[np.ndarray],
+                     labels: np.ndarray) -> tuple[tuple[int, ...], str]:
+    """Write `count` images, arriving in chunks of rows, and their labels as the npz at `path` (the bytes
+    `write_npz` writes for the whole arrays); the images' shape and their `content_hash`. Memory holds a chunk, not
+    the images. The first chunk is read before anything is written, and on an error `path` is left as it was."""
+    chunks = iter(image_chunks)
+    first = next(chunks)
+    shape, dtype = (count, *first.shape[1:]), first.dtype
+    chunks = itertools.chain([first], chunks)
+    del first  # the chain hands it on and lets go of it: one chunk is held at a time
+    digest = ContentHash()
+    digest.array(dtype, shape)
+    with npz_writer(path) as npz:
+        with npz.member("images", dtype, shape) as images:
+            for chunk in chunks:
+                images.write(chunk)
+                digest.rows(chunk)
+                del chunk  # before the next chunk is made, not after
+        npz.array("labels", labels)
+    digest.array(labels.dtype, labels.shape)
+    digest.rows(labels)
+    return shape, digest.hexdigest()
 
 
 def with_dataset_facts(raw: dict[str, Any], root: Path, source: str,

@@ -19,11 +19,12 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from types import TracebackType
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
-from gen_platform.data.arrays import ImageArrays
+from gen_platform.data.arrays import ImageArrays, NpyRows, read_npy_header
 from gen_platform.errors import DataError
 
 INDEX = "index.json"
@@ -75,11 +76,7 @@ class ShardedSplit:
         """Rows [start, stop) of shard `number`'s images, reading only their bytes."""
         path = Path(self.directory) / self._index["shards"][number]["images"]
         with open(path, "rb") as file:
-            read_header = (np.lib.format.read_array_header_1_0 if np.lib.format.read_magic(file) == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran_order, dtype = read_header(file)
-            if fortran_order:
-                raise DataError(f"{path}: stored in Fortran order; rewrite the split with `genp prepare`")
+            shape, dtype = read_npy_header(file, path)
             row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
             file.seek(start * row_bytes, os.SEEK_CUR)
             data = file.read((stop - start) * row_bytes)
@@ -138,27 +135,87 @@ class ShardedSplit:
                 return
 
 
+class ShardWriter:
+    """A split directory written a chunk of rows at a time, atomically: a reader sees the old split or the new one.
+    Every shard's row count follows from `rows`, so each shard file is written as its rows arrive: memory holds the
+    caller's chunk, never a shard. Use it as a context manager: the split replaces the old one when the block
+    completes, and nothing replaces it on an error."""
+
+    def __init__(self, directory: str | Path, rows: int, image_shape: tuple[int, ...], image_dtype: np.dtype,
+                 label_dtype: np.dtype, rows_per_shard: int = ROWS_PER_SHARD):
+        self.directory = Path(directory)
+        self._staging = self.directory.with_name(self.directory.name + ".tmp")
+        self._rows, self._image_shape = rows, tuple(int(n) for n in image_shape)
+        self._dtypes = {"images": image_dtype, "labels": label_dtype}
+        self._shard_rows = [min(rows_per_shard, rows - start) for start in range(0, max(rows, 1), rows_per_shard)]
+        self._shards: list[dict] = []
+        self._open: dict[str, tuple[BinaryIO, NpyRows]] = {}  # the shard being written, by kind
+        self._room = 0  # rows left in it
+
+    def __enter__(self) -> ShardWriter:
+        shutil.rmtree(self._staging, ignore_errors=True)
+        self._staging.mkdir(parents=True)
+        return self
+
+    def write(self, images: np.ndarray, labels: np.ndarray) -> None:
+        """The next rows of the split, in order."""
+        while len(images):
+            if not self._room:
+                self._next_shard()
+            taken = min(self._room, len(images))
+            self._open["images"][1].write(images[:taken])
+            self._open["labels"][1].write(labels[:taken])
+            images, labels, self._room = images[taken:], labels[taken:], self._room - taken
+
+    def _next_shard(self) -> None:
+        self._close_shard()
+        number = len(self._shards)
+        if number == len(self._shard_rows):
+            raise ValueError(f"{self.directory}: more than the {self._rows} rows announced")
+        entry = {"images": f"images-{number:05d}.npy", "labels": f"labels-{number:05d}.npy",
+                 "rows": self._shard_rows[number]}
+        shapes = {"images": (entry["rows"], *self._image_shape), "labels": (entry["rows"],)}
+        for kind, shape in shapes.items():
+            file = open(self._staging / entry[kind], "wb")
+            self._open[kind] = (file, NpyRows(file, self._dtypes[kind], shape))
+        self._shards.append(entry)
+        self._room = entry["rows"]
+
+    def _close_shard(self) -> None:
+        for file, rows in self._open.values():
+            with file:
+                rows.finish()
+        self._open = {}
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        try:
+            if kind is None:
+                while len(self._shards) < len(self._shard_rows):  # an empty split still has its (empty) shard
+                    self._next_shard()
+                self._close_shard()
+                self._commit()
+        finally:
+            for file, _ in self._open.values():
+                file.close()
+            shutil.rmtree(self._staging, ignore_errors=True)
+
+    def _commit(self) -> None:
+        index = {"rows": self._rows, "image_shape": list(self._image_shape), "shards": self._shards}
+        (self._staging / INDEX).write_text(json.dumps(index, indent=1) + "\n")
+        if self.directory.exists():
+            old = self.directory.with_name(self.directory.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.directory, old)
+            os.replace(self._staging, self.directory)
+            shutil.rmtree(old)
+        else:
+            os.replace(self._staging, self.directory)
+
+
 def write_shards(directory: str | Path, arrays: ImageArrays, rows_per_shard: int = ROWS_PER_SHARD) -> ShardedSplit:
     """Write `arrays` as a split directory, atomically: a reader sees the old split or the new one."""
-    directory = Path(directory)
-    staging = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    shards = []
-    for number, start in enumerate(range(0, max(len(arrays), 1), rows_per_shard)):
-        entry = {"images": f"images-{number:05d}.npy", "labels": f"labels-{number:05d}.npy",
-                 "rows": int(min(rows_per_shard, len(arrays) - start))}
-        np.save(staging / entry["images"], np.ascontiguousarray(arrays.images[start:start + rows_per_shard]))
-        np.save(staging / entry["labels"], np.ascontiguousarray(arrays.labels[start:start + rows_per_shard]))
-        shards.append(entry)
-    index = {"rows": len(arrays), "image_shape": list(arrays.images.shape[1:]), "shards": shards}
-    (staging / INDEX).write_text(json.dumps(index, indent=1) + "\n")
-    if directory.exists():
-        old = directory.with_name(directory.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(directory, old)
-        os.replace(staging, directory)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, directory)
+    with ShardWriter(directory, len(arrays), arrays.images.shape[1:], arrays.images.dtype, arrays.labels.dtype,
+                     rows_per_shard) as writer:
+        writer.write(arrays.images, arrays.labels)
     return ShardedSplit(str(directory))

@@ -21,7 +21,9 @@ from torch import nn
 from gen_platform.config import PipelineParams
 from gen_platform.errors import IncompleteRunRecord, PromotionLockTimeout
 from gen_platform.evaluation.bootstrap import Comparison
+from gen_platform.validation.drift import DataProfile
 from gen_platform.models import get_family
+from gen_platform.tracking.accepted_data import accept
 from gen_platform.tracking.model_card import model_card
 from gen_platform.tracking.model_io import load_generator, load_model_dir, log_model
 from gen_platform.tracking.owners import owner_tags
@@ -204,11 +206,14 @@ def register_and_promote(model_dir: Path, name: str, alias: str, metric: str, va
     return decision
 
 
-def register_run(params: PipelineParams, model_dir: Path, run_id: str, scores: dict[str, float], data_version: str,
-                 validation_images: torch.Tensor, features: nn.Module,
+def register_run(params: PipelineParams, model_dir: Path, run_id: str, scores: dict[str, float],
+                 trained_on: DataProfile, validation_images: torch.Tensor, features: nn.Module,
                  class_names: list[str] | None = None) -> PromotionDecision:
     """On the run that trained the model in `model_dir`: its model card, a registered version, and the
-    champion rule, re-scoring the champion and this model on `validation_images` (the current data)."""
+    champion rule, re-scoring the champion and this model on `validation_images` (the current data).
+    `trained_on`, the profile of the data (with its version), becomes the data the model's next runs are
+    compared with (the drift gate), promoted or not."""
+    data_version = trained_on.data_version
     require_complete_record(mlflow.MlflowClient(), run_id)
     family = get_family(params.model.family)
     card = model_card(params, scores, data_version, run_id, sample_grid="samples.png", class_names=class_names)
@@ -227,6 +232,7 @@ def register_run(params: PipelineParams, model_dir: Path, run_id: str, scores: d
     client = mlflow.MlflowClient()
     client.set_model_version_tag(decision.model_name, decision.version, "data_version", data_version)
     client.set_registered_model_tag(decision.model_name, EVALUATED_DATA_TAG, data_version)
+    accept(client, decision.model_name, trained_on, f"registration of version {decision.version}")
     return decision
 
 

@@ -21,6 +21,7 @@ def write_html(report: ValidationReport, path: Path, title: str) -> Path:
 <style>body{{font-family:sans-serif}} td,th{{border:1px solid #ccc;padding:4px}} table{{border-collapse:collapse}}
 .pass td:first-child{{color:#070}} .fail td:first-child{{color:#b00;font-weight:bold}}</style></head>
 <body><h1>{html.escape(title)}</h1><p>Great Expectations suite {verdict} on {report.rows} images.</p>
+<p>Drift: {html.escape(report.drift)}.</p>
 <table><tr><th>result</th><th>table</th><th>expectation</th><th>arguments</th><th>observed</th></tr>
 {rows}</table></body></html>
 """)

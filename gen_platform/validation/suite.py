@@ -1,7 +1,8 @@
 """The Great Expectations gate: per-image statistics and dataset facts, checked with GE 1.x.
 
 GE validates tables, so each image becomes a row of statistics (shape, dtype, pixel range, NaNs, a content
-hash) and the class distribution becomes a second table. Every expectation is reported, failed or not.
+hash) and the class distribution becomes a second table; with accepted data to compare with, the drift gate
+(`drift.py`) adds two more. Every expectation is reported, failed or not.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from gen_platform.settings import DataParams, ValidationParams
 from gen_platform.data.arrays import ImageArrays
 from gen_platform.data.shards import ShardedSplit
 from gen_platform.progress import progress
+from gen_platform.validation.drift import CLASS_TABLE, PROFILE_TABLE, DataProfile, class_frame, drift_expectations, \
+    profile_frame, profile_of
 
 IMAGE_COLUMNS = ["split", "label", "height", "width", "channels", "dtype",
                  "pixel_min", "pixel_max", "nan_count", "sha1"]
@@ -39,6 +42,7 @@ class ValidationReport:
     success: bool
     rows: int
     outcomes: list[ExpectationOutcome] = field(default_factory=list)
+    drift: str = "not checked"  # what the data was compared with, or why it was not
 
     @property
     def failures(self) -> list[ExpectationOutcome]:
@@ -47,11 +51,11 @@ class ValidationReport:
     def summary(self) -> str:
         if self.success:
             return f"validation passed: {len(self.outcomes)} expectations on {self.rows} images"
-        lines = [f"{o.expectation}({_short_kwargs(o.kwargs)}): observed {o.observed}" for o in self.failures]
+        lines = [f"{o.table}: {o.expectation}({_short_kwargs(o.kwargs)}): observed {o.observed}" for o in self.failures]
         return f"validation failed ({len(lines)} of {len(self.outcomes)} expectations): " + "; ".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"success": self.success, "rows": self.rows, "failed": len(self.failures),
+        return {"success": self.success, "rows": self.rows, "failed": len(self.failures), "drift": self.drift,
                 "expectations": [asdict(o) for o in self.outcomes]}
 
 
@@ -125,7 +129,10 @@ def _expectations(data: DataParams, rules: ValidationParams) -> dict[str, list]:
 def _observed(result: Any) -> str:
     details = result.result or {}
     if "observed_value" in details:
-        return repr(details["observed_value"])
+        value = details["observed_value"]
+        if value is None:  # what GE makes of a NaN
+            return "no value (NaN)"
+        return repr(value.item() if isinstance(value, np.generic) else value)
     if "unexpected_count" in details:
         sample = list(dict.fromkeys(details.get("partial_unexpected_list", [])))[:5]
         return f"{details['unexpected_count']} of {details.get('element_count', '?')} rows unexpected, e.g. {sample}"
@@ -171,10 +178,12 @@ def data_docs_index(project_root: Path) -> Path:
 
 
 def validate_splits(splits: dict[str, ImageArrays | ShardedSplit], data: DataParams, rules: ValidationParams,
-                    project_root: Path | None = None) -> ValidationReport:
+                    project_root: Path | None = None,
+                    accepted: tuple[DataProfile, str] | None = None) -> ValidationReport:
     """Run the suite on all splits together; returns the full report (the caller decides to stop). With a
     `project_root`, Great Expectations keeps its suites and every validation result in `<root>/gx/` and
-    rebuilds its Data Docs (`data_docs_index`), so past validations can be browsed."""
+    rebuilds its Data Docs (`data_docs_index`), so past validations can be browsed. With `accepted` (the profile
+    of the data last accepted for the model, and by what) and `rules.drift.enabled`, the drift gate runs too."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -187,4 +196,14 @@ def validate_splits(splits: dict[str, ImageArrays | ShardedSplit], data: DataPar
     docs = project_root is not None
     outcomes = (_run_suite(context, "images", images, expectations["images"], docs)
                 + _run_suite(context, "classes", class_table(images), expectations["classes"], docs))
-    return ValidationReport(success=all(o.success for o in outcomes), rows=len(images), outcomes=outcomes)
+    drift = "off (validation.drift.enabled: false)" if not rules.drift.enabled else (
+        "not checked: no data accepted for this model yet (its first registration accepts the data it trained on)")
+    if rules.drift.enabled and accepted is not None and len(images):  # an empty version fails above already
+        reference, accepted_by = accepted
+        profile = profile_of(splits.values())
+        checks = drift_expectations(reference, rules.drift)
+        outcomes += (_run_suite(context, PROFILE_TABLE, profile_frame(profile, reference), checks[PROFILE_TABLE], docs)
+                     + _run_suite(context, CLASS_TABLE, class_frame(profile), checks[CLASS_TABLE], docs))
+        drift = f"compared with data version {reference.data_version or '?'} ({accepted_by})"
+    return ValidationReport(success=all(o.success for o in outcomes), rows=len(images), outcomes=outcomes,
+                            drift=drift)

@@ -94,22 +94,26 @@ def mlflow_client(workspace: Path) -> mlflow.MlflowClient:
     return mlflow.MlflowClient(uri)
 
 
-def commit_new_data_version(workspace) -> tuple[str, str]:
-    """Cache and commit the current data, then commit a new version (shifted copies appended): HEAD~1 holds the
-    old one. Returns both data.dvc texts."""
+def commit_data_version(workspace: Path, arrays: ImageArrays, message: str) -> tuple[str, str]:
+    """Cache and commit the current digits (if not yet), then commit `arrays` as the next version of them, with
+    its manifest: HEAD~1 holds the old one. Returns both data.dvc texts."""
     run(["dvc", "commit", "-f", "data.dvc"], workspace)
     if run(["git", "status", "--porcelain", "data.dvc"], workspace).stdout.strip():
         run(GIT + ["commit", "-qm", "current data", "data.dvc"], workspace)
     old = (workspace / "data.dvc").read_text()
-    raw = workspace / "data" / "raw" / "digits.npz"
-    data = load_npz(raw)
+    write_npz(workspace / "data" / "raw" / "digits.npz", arrays)
+    DatasetManifest.describe("digits", arrays, BUILTIN_CLASS_NAMES["digits"], "built-in: digits").write(workspace)
+    run(["dvc", "commit", "-f", "data.dvc"], workspace)
+    run(GIT + ["commit", "-qm", message, "data.dvc"], workspace)
+    return old, (workspace / "data.dvc").read_text()
+
+
+def commit_new_data_version(workspace: Path) -> tuple[str, str]:
+    """`commit_data_version` of the digits with transposed copies of 50 of them appended."""
+    data = load_npz(workspace / "data" / "raw" / "digits.npz")
     # 50 transposed images drawn afresh for every size, so that versions rarely add the same image twice (the
     # suite tolerates 1 % duplicates; repeating a whole batch would exceed it).
     chosen = np.random.default_rng(len(data)).choice(len(data), 50, replace=False)
     new = ImageArrays(np.concatenate([data.images, np.swapaxes(data.images[chosen], 1, 2)]),
                       np.concatenate([data.labels, data.labels[chosen]]))
-    write_npz(raw, new)
-    DatasetManifest.describe("digits", new, BUILTIN_CLASS_NAMES["digits"], "built-in: digits").write(workspace)
-    run(["dvc", "commit", "-f", "data.dvc"], workspace)
-    run(GIT + ["commit", "-qm", "new data", "data.dvc"], workspace)
-    return old, (workspace / "data.dvc").read_text()
+    return commit_data_version(workspace, new, "new data")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gen_platform.data.arrays import ImageArrays, load_npz, to_tensor, write_npz
+from gen_platform.data.arrays import ImageArrays, load_npz, open_npz, to_tensor, write_npz
 from gen_platform.data.sources import builtin
 from gen_platform.data.splits import split_dataset
 from gen_platform.errors import DataError
@@ -20,11 +20,12 @@ def test_npz_round_trip_is_byte_deterministic(tmp_path, digits):
     assert np.array_equal(loaded.images, digits.images) and loaded.labels.dtype == np.int64
 
 
-def test_truncated_file_is_reported_with_its_path(tmp_path, digits):
+@pytest.mark.parametrize("read", [load_npz, open_npz])
+def test_truncated_file_is_reported_with_its_path(tmp_path, digits, read):
     path = write_npz(tmp_path / "digits.npz", digits)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(DataError, match=r"digits\.npz: cannot read the npz file"):
-        load_npz(path)
+        read(path)
 
 
 @pytest.mark.parametrize(("arrays", "message"), [
@@ -32,17 +33,21 @@ def test_truncated_file_is_reported_with_its_path(tmp_path, digits):
     ({"images": np.zeros((4, 8, 8, 1), np.uint8), "labels": np.zeros(3, np.int64)}, "one label per image"),
     ({"images": np.zeros((4, 8, 8, 1), np.uint8)}, r"missing array\(s\) \['labels'\]"),
     ({"images": np.zeros((4, 8, 8, 1), np.uint8), "labels": np.zeros(4, np.float32)}, "expected integers"),
+    ({"images": np.zeros((4, 8, 8, 1), np.uint8), "labels": np.zeros(4, np.int64), "split": np.full(4, 2, np.uint8)},
+     "'split' must hold one 0"),
 ])
-def test_structural_problems_are_named(tmp_path, arrays, message):
+@pytest.mark.parametrize("read", [load_npz, open_npz])
+def test_structural_problems_are_named(tmp_path, arrays, message, read):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
     with pytest.raises(DataError, match=message):
-        load_npz(path)
+        read(path)
 
 
-def test_missing_file_says_how_to_get_it(tmp_path):
+@pytest.mark.parametrize("read", [load_npz, open_npz])
+def test_missing_file_says_how_to_get_it(tmp_path, read):
     with pytest.raises(DataError, match="genp data import digits"):
-        load_npz(tmp_path / "nope.npz")
+        read(tmp_path / "nope.npz")
 
 
 def test_unknown_builtin():

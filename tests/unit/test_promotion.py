@@ -19,7 +19,9 @@ from gen_platform.evaluation.bootstrap import paired_mean_difference
 from gen_platform.models.vae import ConvVAE, VAEArchitecture, importance_weighted_log_likelihoods
 from gen_platform.tracking import registry
 from gen_platform.checkpoint import save_checkpoint
+from gen_platform.tracking.accepted_data import accepted_profile
 from gen_platform.tracking.model_io import load_model_dir
+from gen_platform.validation.drift import DataProfile
 
 NAME, METRIC = "vae-test", "val_neg_elbo"
 
@@ -151,6 +153,11 @@ def _images(seed, n=24):
     return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
 
 
+def _trained_on(data_version: str) -> DataProfile:
+    return DataProfile(images=24, image_size=8, channels=1, channel_mean=(0.5,), channel_std=(0.29,), sharpness=0.33,
+                       class_fractions={"0": 1.0}, data_version=data_version)
+
+
 def _registration_run():
     with mlflow.start_run() as training:
         return training.info.run_id
@@ -163,10 +170,11 @@ def test_the_champion_is_rescored_on_the_current_data(store, tmp_path):
 
     params = parse_params({"evaluate": {"nll_importance_samples": 4}})
     old_images, new_images = _images(0), _images(1)
-    registry.register_run(params, store, _registration_run(), {"val_neg_elbo": 30.0}, "data-a", old_images, None)
+    registry.register_run(params, store, _registration_run(), {"val_neg_elbo": 30.0}, _trained_on("data-a"),
+                          old_images, None)
     challenger_dir = _model_dir(tmp_path / "challenger", seed=1)
-    decision = registry.register_run(params, challenger_dir, _registration_run(), {"val_neg_elbo": 31.0}, "data-b",
-                                     new_images, None)
+    decision = registry.register_run(params, challenger_dir, _registration_run(), {"val_neg_elbo": 31.0},
+                                     _trained_on("data-b"), new_images, None)
 
     def nll_on_new_data(model_dir):
         model = load_model_dir(model_dir)
@@ -184,16 +192,20 @@ def test_a_retrain_that_did_not_promote_is_not_repeated_on_the_same_data(store):
     from gen_platform.config import parse_params
 
     params, images = parse_params({"evaluate": {"nll_importance_samples": 4}}), _images(0)
-    assert registry.register_run(params, store, _registration_run(), {"val_neg_elbo": 30.0}, "data-a", images,
-                                 None).promoted
+    assert registry.register_run(params, store, _registration_run(), {"val_neg_elbo": 30.0}, _trained_on("data-a"),
+                                 images, None).promoted
     assert registry.retrain_needed("vae-digits", "data-b")[0]  # new data: retrain
-    same = registry.register_run(params, store, _registration_run(), {"val_neg_elbo": 30.0}, "data-b", images, None)
+    same = registry.register_run(params, store, _registration_run(), {"val_neg_elbo": 30.0}, _trained_on("data-b"),
+                                 images, None)
     assert not same.promoted and same.comparison["low"] == same.comparison["high"] == 0
     needed, reason = registry.retrain_needed("vae-digits", "data-b")
     assert not needed and "promoted or not" in reason  # the same data again: nothing to gain
     assert registry.retrain_needed("vae-digits", "data-c")[0]
     version = mlflow.MlflowClient().get_model_version("vae-digits", same.version)
     assert version.tags["data_version"] == "data-b"
+    # registered, promoted or not: the data it trained on is what the drift gate compares the next version with
+    accepted, accepted_by = accepted_profile(mlflow.MlflowClient(), "vae-digits")
+    assert accepted == _trained_on("data-b") and accepted_by == f"registration of version {same.version}"
 
 
 def test_a_vetoed_model_is_registered_but_never_promoted(store):
