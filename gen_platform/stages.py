@@ -202,17 +202,25 @@ def evaluate(params: PipelineParams, ws: Workspace) -> dict[str, float]:
     return scores
 
 
-def _register(params: PipelineParams, ws: Workspace, model_dir: Path, run_id: str,
-              scores: dict[str, float]) -> dict[str, Any]:
+def _validated_profile(ws: Workspace, verdict: dict[str, Any]) -> DataProfile:
+    """The profile of the data that passed validation (the verdict of `require_valid_data`), with its version."""
+    from gen_platform.tracking.lineage import data_version
+
+    if not verdict.get("profile"):
+        raise ValidationFailed(f"{ws.metrics('validation')} has no data profile (written by an older version); run "
+                               "`genp validate` again")
+    return DataProfile.from_dict(verdict["profile"]).with_version(data_version(ws.root))
+
+
+def _register(params: PipelineParams, ws: Workspace, model_dir: Path, run_id: str, scores: dict[str, float],
+              trained_on: DataProfile) -> dict[str, Any]:
     from gen_platform.data.arrays import to_tensor
     from gen_platform.evaluation.classifier import FeatureModule, SavedClassifier
-    from gen_platform.tracking.lineage import data_version
     from gen_platform.tracking.registry import register_run
     from gen_platform.tracking.store import use_experiment
 
     use_experiment(ws.repo, params.data.dataset)
     features = FeatureModule(SavedClassifier.read(ws.classifier_dir).load())
-    trained_on = profile_of(ws.prepared(split) for split in SPLITS).with_version(data_version(ws.root))
     decision = register_run(params, model_dir, run_id, scores, trained_on,
                             to_tensor(ws.prepared("val").read().images), features,
                             DatasetManifest.read(ws.root, params.data.dataset).class_names)
@@ -224,8 +232,9 @@ def register(params: PipelineParams, ws: Workspace) -> dict[str, Any]:
     """Register the model as `<family>-<dataset>`; move the alias only if it beats the champion."""
     from gen_platform.tracking.runs import last_training_run
 
-    require_valid_data(ws)
-    decision = _register(params, ws, ws.model_dir, last_training_run(ws), read_json(ws.metrics("evaluate"), "genp evaluate"))
+    trained_on = _validated_profile(ws, require_valid_data(ws))
+    scores = read_json(ws.metrics("evaluate"), "genp evaluate")
+    decision = _register(params, ws, ws.model_dir, last_training_run(ws), scores, trained_on)
     write_json(ws.report("registry.json"), decision)
     return decision
 
@@ -244,7 +253,7 @@ def tune(params: PipelineParams, ws: Workspace, resume: bool = False, process_ru
     from gen_platform.training.launcher import read_result_checkpoint
     from gen_platform.tuning.search import run_search, trial_params
 
-    require_valid_data(ws)
+    verdict = require_valid_data(ws)
     # Only a multi-worker trial runs Ray Train, whose placement-group cleaner needs Ray's state API; a
     # single-process trial is a plain Tune trainable.
     _connect_ray(state_api=not process_runs_one_stage or params.tune.workers_per_trial > 1)
@@ -267,7 +276,7 @@ def tune(params: PipelineParams, ws: Workspace, resume: bool = False, process_ru
         best_run = runs[best.trial_id]
         read_result_checkpoint(best.checkpoint_path).save_model(ws.tuned_model_dir)
         scores = _score(best_params, ws, ws.tuned_model_dir, best_run)
-        decision = _register(best_params, ws, ws.tuned_model_dir, best_run, scores)
+        decision = _register(best_params, ws, ws.tuned_model_dir, best_run, scores, _validated_profile(ws, verdict))
         mlflow.set_tags({"best_trial": best.trial_id, "best_run_id": best_run,
                          "promotion.promoted": str(decision["promoted"]), "promotion.reason": decision["reason"]})
         mlflow.log_metrics({f"best_{search.metric}": scores[search.metric], "trial_epochs": search.trial_epochs})

@@ -21,12 +21,12 @@ from torch import nn
 from gen_platform.config import PipelineParams
 from gen_platform.errors import IncompleteRunRecord, PromotionLockTimeout
 from gen_platform.evaluation.bootstrap import Comparison
-from gen_platform.validation.drift import DataProfile
 from gen_platform.models import get_family
 from gen_platform.tracking.accepted_data import accept
 from gen_platform.tracking.model_card import model_card
 from gen_platform.tracking.model_io import load_generator, load_model_dir, log_model
 from gen_platform.tracking.owners import owner_tags
+from gen_platform.validation.drift import DataProfile
 
 METRIC_TAG = "selection_metric"
 # On the registered model: the data version its latest registration was trained and evaluated on, promoted or

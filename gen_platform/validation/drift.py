@@ -40,14 +40,20 @@ class DataProfile:
     class_fractions: dict[str, float]  # label (as text, the JSON key) → share of the images
     data_version: str = ""
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DataProfile:
+        return cls(**{**values, "channel_mean": tuple(values["channel_mean"]),
+                      "channel_std": tuple(values["channel_std"])})
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> DataProfile:
-        values = json.loads(text)
-        return cls(**{**values, "channel_mean": tuple(values["channel_mean"]),
-                      "channel_std": tuple(values["channel_std"])})
+        return cls.from_dict(json.loads(text))
 
     def with_version(self, data_version: str) -> DataProfile:
         return DataProfile(**{**asdict(self), "data_version": data_version})
@@ -80,9 +86,8 @@ def profile_of(sources: Iterable[Source]) -> DataProfile:
             continue
         pixels = batch.images.astype(np.float64) / 255.0
         shape = pixels.shape[1:]
-        channel_axes = (0, 1, 2)
-        sums = pixels.sum(axis=channel_axes) + (0 if sums is None else sums)
-        squares = np.square(pixels).sum(axis=channel_axes) + (0 if squares is None else squares)
+        sums = pixels.sum(axis=(0, 1, 2)) + (0 if sums is None else sums)  # per channel
+        squares = np.square(pixels).sum(axis=(0, 1, 2)) + (0 if squares is None else squares)
         across, down = np.abs(np.diff(pixels, axis=2)), np.abs(np.diff(pixels, axis=1))
         gradient_sum += float(across.sum() + down.sum())
         gradient_count += across.size + down.size

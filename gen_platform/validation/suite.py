@@ -43,6 +43,7 @@ class ValidationReport:
     rows: int
     outcomes: list[ExpectationOutcome] = field(default_factory=list)
     drift: str = "not checked"  # what the data was compared with, or why it was not
+    profile: DataProfile | None = None  # of the validated data (None when empty): what a registration accepts
 
     @property
     def failures(self) -> list[ExpectationOutcome]:
@@ -56,6 +57,7 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"success": self.success, "rows": self.rows, "failed": len(self.failures), "drift": self.drift,
+                "profile": self.profile.to_dict() if self.profile else None,
                 "expectations": [asdict(o) for o in self.outcomes]}
 
 
@@ -198,12 +200,12 @@ def validate_splits(splits: dict[str, ImageArrays | ShardedSplit], data: DataPar
                 + _run_suite(context, "classes", class_table(images), expectations["classes"], docs))
     drift = "off (validation.drift.enabled: false)" if not rules.drift.enabled else (
         "not checked: no data accepted for this model yet (its first registration accepts the data it trained on)")
-    if rules.drift.enabled and accepted is not None and len(images):  # an empty version fails above already
+    profile = profile_of(splits.values()) if len(images) else None  # an empty version fails above already
+    if rules.drift.enabled and accepted is not None and profile is not None:
         reference, accepted_by = accepted
-        profile = profile_of(splits.values())
         checks = drift_expectations(reference, rules.drift)
         outcomes += (_run_suite(context, PROFILE_TABLE, profile_frame(profile, reference), checks[PROFILE_TABLE], docs)
                      + _run_suite(context, CLASS_TABLE, class_frame(profile), checks[CLASS_TABLE], docs))
         drift = f"compared with data version {reference.data_version or '?'} ({accepted_by})"
     return ValidationReport(success=all(o.success for o in outcomes), rows=len(images), outcomes=outcomes,
-                            drift=drift)
+                            drift=drift, profile=profile)

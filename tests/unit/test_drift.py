@@ -76,3 +76,15 @@ def test_tolerances_decide(digits):
 def test_no_accepted_data_yet_means_no_drift_check(digits):
     report = validate_splits(split_dataset(digits, 0, 0.1, 0.1), DataParams(), ValidationParams())
     assert report.success and report.drift.startswith("not checked: no data accepted")
+
+
+def test_a_registration_takes_the_profile_validation_recorded_and_refuses_a_verdict_without_one(digits, tmp_path):
+    from gen_platform import stages
+    from gen_platform.errors import ValidationFailed
+    from gen_platform.workspace import Workspace
+
+    report = validate_splits(split_dataset(digits, 0, 0.1, 0.1), DataParams(), ValidationParams())
+    assert DataProfile.from_dict(report.to_dict()["profile"]) == profile_of([digits])
+    ws = Workspace.at(tmp_path)
+    with pytest.raises(ValidationFailed, match=r"validation\.json has no data profile .*run `genp validate` again"):
+        stages._validated_profile(ws, {"success": True, "expectations": []})
