@@ -33,7 +33,9 @@ $(STAMP): pyproject.toml constraints.txt
 run: setup
 	@test -f data/raw/digits.manifest.json || genp data import digits
 	dvc repro
-	@echo "Results: 'dvc metrics show', reports/, and 'mlflow ui --backend-store-uri sqlite:///mlflow.db'"
+	@echo "Results: 'dvc metrics show', reports/, and the MLflow run above (its 'MLflow:' line): start"
+	@echo "  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1"
+	@echo "  and open that link: it opens the run in MLflow's model-training view"
 
 test: setup
 	pytest

@@ -10,6 +10,7 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from gen_platform import stages
+from gen_platform.tracking.links import run_page
 from gen_platform.validation.gate import require_valid_data
 from gen_platform.workspace import Workspace
 
@@ -34,11 +35,9 @@ def publish_decision(reason: str) -> None:
 def _run_link(run_id: str) -> str:
     import mlflow
 
-    uri = mlflow.get_tracking_uri()
-    if uri.startswith("http"):
-        experiment = mlflow.get_run(run_id).info.experiment_id
-        return f"[{run_id}]({uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id})"
-    return f"`{run_id}` (store `{uri}`)"
+    if mlflow.get_tracking_uri().startswith("http"):
+        return f"[{run_id}]({run_page(run_id)})"
+    return f"`{run_id}` (store `{mlflow.get_tracking_uri()}`)"
 
 
 def _comparison_table(comparison: dict[str, Any] | None) -> str:

@@ -216,6 +216,7 @@ def _register(params: PipelineParams, ws: Workspace, model_dir: Path, run_id: st
               trained_on: DataProfile) -> dict[str, Any]:
     from gen_platform.data.arrays import to_tensor
     from gen_platform.evaluation.classifier import FeatureModule, SavedClassifier
+    from gen_platform.tracking.links import run_page
     from gen_platform.tracking.registry import register_run
     from gen_platform.tracking.store import use_experiment
 
@@ -225,6 +226,7 @@ def _register(params: PipelineParams, ws: Workspace, model_dir: Path, run_id: st
                             to_tensor(ws.prepared("val").read().images), features,
                             DatasetManifest.read(ws.root, params.data.dataset).class_names)
     print(f"registered {decision.summary()}")
+    print(f"MLflow: {run_page(run_id)}")
     return decision.to_dict()
 
 

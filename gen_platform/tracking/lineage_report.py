@@ -7,6 +7,7 @@ from typing import Any
 import mlflow
 
 from gen_platform.errors import GenPlatformError
+from gen_platform.tracking.links import run_page
 
 
 def _version(client: mlflow.MlflowClient, reference: str):
@@ -40,6 +41,7 @@ def model_lineage(reference: str) -> dict[str, Any]:
     return {
         "model": f"{version.name}/{version.version}", "aliases": list(version.aliases),
         "run_id": run.info.run_id, "run_name": run.info.run_name, "tracking_uri": mlflow.get_tracking_uri(),
+        "mlflow_ui": run_page(run.info.run_id),
         "data": {"md5": tags.get("data_version"), "dvc_path": tags.get("data_path", "data/raw"),
                  "dataset": tags.get("dataset")},
         "code": {"git_commit": commit.removesuffix("-dirty"), "clean": not commit.endswith("-dirty"),
@@ -61,6 +63,7 @@ def format_lineage(record: dict[str, Any]) -> str:
     lines = [
         f"{record['model']}" + (f" (@{', @'.join(record['aliases'])})" if record["aliases"] else ""),
         f"  MLflow run      {record['run_id']} ({record['run_name']}) in {record['tracking_uri']}",
+        f"  MLflow UI       {record['mlflow_ui']}",
         f"  data            {data['dataset']}: md5 {data['md5']} at {data['dvc_path']} (data.dvc)",
         f"  code            git {code['git_commit']}, {state}" + (f"; diff {code['diff']}" if code["diff"] else ""),
         f"  validation      {validation['verdict']}; report {validation['report']}",

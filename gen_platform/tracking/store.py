@@ -8,6 +8,8 @@ import logging
 import os
 from pathlib import Path
 
+from gen_platform.tracking.links import EXPERIMENT_KIND_TAG, MODEL_TRAINING
+
 
 def store_root(root: Path) -> Path:
     """The repository whose store a run at `root` records into. `dvc exp run --temp`/`--queue` runs in a copy
@@ -32,11 +34,13 @@ def use_experiment(root: Path, name: str) -> str:
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:  # made before the tag existed
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         return experiment.experiment_id
     # A local store keeps its artifacts beside the database instead of in the current directory.
     location = (store_root(root) / "mlartifacts" / name).as_uri() if uri.startswith("sqlite:///") else None
     try:
-        return mlflow.create_experiment(name, artifact_location=location)
+        return mlflow.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
     except mlflow.exceptions.MlflowException as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise

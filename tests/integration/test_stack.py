@@ -130,6 +130,17 @@ def test_a_custom_run_from_the_prefect_ui_registers_in_the_mlflow_server(stack):
             page.goto(f"{urls['prefect']}/v2/runs/flow-run/{flow_run['id']}", wait_until="networkidle")
             expect(page.get_by_text("Completed").first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "prefect-ui-run-completed.png"), full_page=True)
+            # the run report's MLflow link opens the run in MLflow's model-training view, not its GenAI overview
+            report = next(a for a in api(urls["prefect"], "POST", "/artifacts/filter", {
+                "artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}}) if a["key"] == "run-report")["data"]
+            link = re.search(r"MLflow run: \[\w+\]\((http[^)]+)\)", report).group(1)
+            assert link.startswith(urls["mlflow"]) and link.endswith("?workflowType=machine_learning")
+            page.goto(link, wait_until="domcontentloaded")  # the MLflow UI keeps polling: never network-idle
+            # the run's page, and the experiment's model-training navigation (Runs, Models) beside it
+            expect(page.get_by_text("Model metrics").first).to_be_visible()
+            expect(page.get_by_role("link", name="Models", exact=True)).to_be_visible()
+            (ARTIFACTS / "mlflow-run-page.txt").write_text(page.inner_text("body"))
+            page.screenshot(path=str(ARTIFACTS / "mlflow-run-from-prefect-report.png"), full_page=True)
         finally:
             browser.close()
     assert finished["state_type"] == "COMPLETED", logs(urls["prefect"], flow_run["id"])
