@@ -35,9 +35,10 @@ def publish_decision(reason: str) -> None:
 def _run_link(run_id: str) -> str:
     import mlflow
 
-    if mlflow.get_tracking_uri().startswith("http"):
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("http"):
         return f"[{run_id}]({run_page(run_id)})"
-    return f"`{run_id}` (store `{mlflow.get_tracking_uri()}`)"
+    return f"`{run_id}` (store `{uri}`)"
 
 
 def _comparison_table(comparison: dict[str, Any] | None) -> str:

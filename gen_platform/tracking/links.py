@@ -13,11 +13,6 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 
 
-def experiment_url(server: str, experiment_id: str) -> str:
-    """The experiment's runs, in the model-training view, on the MLflow UI at `server` (http://host:port)."""
-    return f"{server.rstrip('/')}/#/experiments/{experiment_id}?{TRAINING_VIEW}"
-
-
 def run_url(server: str, experiment_id: str, run_id: str) -> str:
     """One run's page, in the model-training view."""
     return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"

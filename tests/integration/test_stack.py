@@ -127,23 +127,23 @@ def test_a_custom_run_from_the_prefect_ui_registers_in_the_mlflow_server(stack):
             flow_run = response.value.json()
             assert flow_run["parameters"]["request"]["epochs"] == 3
             finished = wait(urls["prefect"], flow_run["id"], 400)
+            assert finished["state_type"] == "COMPLETED", logs(urls["prefect"], flow_run["id"])
+            artifacts = api(urls["prefect"], "POST", "/artifacts/filter",
+                            {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})
+            report = next(a for a in artifacts if a["key"] == "run-report")["data"]
             page.goto(f"{urls['prefect']}/v2/runs/flow-run/{flow_run['id']}", wait_until="networkidle")
             expect(page.get_by_text("Completed").first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "prefect-ui-run-completed.png"), full_page=True)
             # the run report's MLflow link opens the run in MLflow's model-training view, not its GenAI overview
-            report = next(a for a in api(urls["prefect"], "POST", "/artifacts/filter", {
-                "artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}}) if a["key"] == "run-report")["data"]
             link = re.search(r"MLflow run: \[\w+\]\((http[^)]+)\)", report).group(1)
             assert link.startswith(urls["mlflow"]) and link.endswith("?workflowType=machine_learning")
             page.goto(link, wait_until="domcontentloaded")  # the MLflow UI keeps polling: never network-idle
             # the run's page, and the experiment's model-training navigation (Runs, Models) beside it
             expect(page.get_by_text("Model metrics").first).to_be_visible()
             expect(page.get_by_role("link", name="Models", exact=True)).to_be_visible()
-            (ARTIFACTS / "mlflow-run-page.txt").write_text(page.inner_text("body"))
             page.screenshot(path=str(ARTIFACTS / "mlflow-run-from-prefect-report.png"), full_page=True)
         finally:
             browser.close()
-    assert finished["state_type"] == "COMPLETED", logs(urls["prefect"], flow_run["id"])
     client, versions = _registry(urls, "vae-digits")
     champion = client.get_model_version_by_alias("vae-digits", "champion")
     assert len(versions) == 1 and client.get_run(champion.run_id).data.params["train.epochs"] == "3"
@@ -152,11 +152,8 @@ def test_a_custom_run_from_the_prefect_ui_registers_in_the_mlflow_server(stack):
     local = mlflow.MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
     assert local.get_model_version_by_alias("vae-digits", "champion").run_id == champion.run_id
     assert client.get_run(champion.run_id).data.tags["flow_run_id"] == flow_run["id"]  # lineage to the flow run
-    artifacts = api(urls["prefect"], "POST", "/artifacts/filter",
-                     {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})
     kinds = {a["key"]: a["type"] for a in artifacts if a["key"]}
     assert kinds == {"run-report": "markdown", "sample-grid": "image"}
-    report = next(a for a in artifacts if a["key"] == "run-report")["data"]
     assert champion.run_id in report and "validation: **passed**" in report and "| `fd` |" in report
 
 
