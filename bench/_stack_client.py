@@ -21,10 +21,10 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
 @contextlib.contextmanager
-def local_stack(root: Path, stack_dir: Path, services: tuple[str, ...] = (), **settings: str) -> Iterator[dict[str, str]]:
+def local_stack(root: Path, stack_dir: Path, services: tuple[str, ...] = (), **settings: str) -> Iterator[dict]:
     """`stack.py up` (of `services`, default all) for the repository at `root` on free ports, with `settings`
-    (GENP_* variables) in its environment; yields the URLs; `down` on exit, which must leave no process naming
-    `stack_dir` behind."""
+    (GENP_* variables) in its environment; yields the servers' URLs and, under "client_env", the environment a
+    process needs to use the stack; `down` on exit, which must leave no process naming `stack_dir` behind."""
     ports = {f"GENP_{name}_PORT": str(free_loopback_port()) for name in ("PREFECT", "MLFLOW", "RAY", "RAY_DASHBOARD")}
     env = {**os.environ, **ports, **settings, "GENP_STACK_DIR": str(stack_dir)}
     command = [sys.executable, str(root / "infra" / "local" / "stack.py")]
@@ -34,7 +34,7 @@ def local_stack(root: Path, stack_dir: Path, services: tuple[str, ...] = (), **s
     try:
         if started.returncode != 0:
             raise RuntimeError(f"stack.py up failed:\n{started.stdout}\n{started.stderr}")
-        yield urls
+        yield {**urls, "client_env": json.loads((stack_dir / "stack.json").read_text())["client_env"]}
     finally:
         subprocess.run(command + ["down"], cwd=root, env=env, timeout=120)
         leftovers = subprocess.run(["pgrep", "-f", str(stack_dir)], capture_output=True, text=True).stdout.split()

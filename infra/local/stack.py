@@ -1,6 +1,6 @@
 """The local stack: Prefect server, MLflow tracking server, a Ray head node, and the process serving the
 deployments, all bound to 127.0.0.1. `up` waits for each to be healthy and prints the URLs; `down` stops
-exactly the processes `up` started (recorded in <stack dir>/stack.json).
+exactly the processes `up` started (recorded in <stack dir>/stack.json, with the environment a client needs).
 
     python infra/local/stack.py up|down        (make stack-up / make stack-down)
     python infra/local/stack.py up mlflow      only the named services (prefect, mlflow, ray; serve needs all)
@@ -174,23 +174,26 @@ def up(names: list[str]) -> None:
     if not token.exists():
         token.write_text(secrets.token_hex(32))
         token.chmod(0o600)
-    state = {"services": names, "pids": {}, "ray_temp_dir": str(RAY_TEMP), "urls": urls()}
+    state = {"services": names, "pids": {}, "ray_temp_dir": str(RAY_TEMP), "urls": urls(),
+             "client_env": {k: v for k, v in client_env().items() if k.split("_")[0].lower() in names}}
     servers = [name for name in names if name in {"prefect", "mlflow"}]
-    for name in servers:  # the two servers start side by side
+    since = time.time()
+    for name in servers:
         _start(name, state)
     _record(state)
-    _await(servers, time.time())
-    for name in [name for name in names if name not in servers]:
+    if "ray" in names:  # `ray start` returns once the head is up, while the two servers boot
+        _start("ray", state)
+    _await(servers, since)
+    if "serve" in names:
         since = time.time()
-        _start(name, state)
+        _start("serve", state)
         _record(state)
-        _await([name], since)
+        _await(["serve"], since)
     print("stack is up (logs in %s):" % (STACK / "logs"))
     for name, url in urls().items():
         if name.startswith(tuple(names)):
             print(f"  {name:14s} {url}")
-    shown = {k: v for k, v in client_env().items() if k.split("_")[0].lower() in names}
-    print("use it from a shell: " + " ".join(f"{k}={v}" for k, v in shown.items()))
+    print("use it from a shell: " + " ".join(f"{k}={v}" for k, v in state["client_env"].items()))
 
 
 def restart(name: str) -> None:

@@ -42,8 +42,8 @@ def _champion(workspace):
     return str(client.get_model_version_by_alias(MODEL, "champion").version), len(versions)
 
 
-def test_first_repro_registers_a_champion_that_samples(workspace):
-    result = run(["dvc", "repro"], workspace)
+def test_first_repro_registers_a_champion_that_samples(workspace, ray_head):
+    result = run(["dvc", "repro"], workspace, env=ray_head)
     assert _stages_run(result.stdout) == ["prepare", "validate", "features", "train", "evaluate", "register"]
     assert f"epoch {EPOCHS}/{EPOCHS}" in result.stdout + result.stderr  # progress reaches the user
 
@@ -153,14 +153,14 @@ def test_second_repro_finds_everything_up_to_date(workspace):
     assert "Data and pipelines are up to date." in result.stdout
 
 
-def test_changing_beta_reruns_only_train_evaluate_register(workspace):
+def test_changing_beta_reruns_only_train_evaluate_register(workspace, ray_head):
     run(GIT + ["add", "-A"], workspace)
     run(GIT + ["commit", "-qm", "beta 1 trained"], workspace)  # dvc.lock of the first run: a revision to compare
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["model"]["vae"]["beta"] = 8.0
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert "model.vae.beta" in run(["dvc", "params", "diff"], workspace).stdout
-    result = run(["dvc", "repro"], workspace)
+    result = run(["dvc", "repro"], workspace, env=ray_head)
     assert _stages_run(result.stdout) == ["train", "evaluate", "register"]
     decision = json.loads((workspace / "reports" / "registry.json").read_text())
     assert decision["version"] == "2" and decision["champion_version"] == "1"
@@ -179,11 +179,11 @@ def test_changing_beta_reruns_only_train_evaluate_register(workspace):
     assert "val_neg_elbo" in (workspace / "plots-html" / "index.html").read_text()
 
 
-def test_switching_family_is_one_value_in_a_dvc_experiment(workspace):
+def test_switching_family_is_one_value_in_a_dvc_experiment(workspace, ray_head):
     """In a temporary copy (`--temp`): it still records into the repository's MLflow store."""
     result = run(["dvc", "exp", "run", "--temp", "-n", "gan-hinge", "-S", "model.family=gan", "-S", "model.gan.loss=hinge",
                   "-S", "model.gan.d_steps_per_g_step=2", "-S", "model.gan.spectral_norm=true",
-                  "-S", "model.gan.ema_decay=0.99"], workspace)
+                  "-S", "model.gan.ema_decay=0.99"], workspace, env=ray_head)
     # before the bad-data tests, so the experiment's copy starts from a pipeline that is up to date (validate
     # still runs there: its report and verdict are not in the DVC cache)
     assert _stages_run(result.stdout)[-3:] == ["train", "evaluate", "register"]

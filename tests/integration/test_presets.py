@@ -17,7 +17,7 @@ def _stages_run(output: str) -> list[str]:
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
 
 
-def test_the_rgb64_preset_trains_both_families_through_dvc_repro(tmp_path):
+def test_the_rgb64_preset_trains_both_families_through_dvc_repro(tmp_path, ray_head):
     workspace = make_workspace(tmp_path, {})
     params = yaml.safe_load((workspace / "presets" / "rgb64.yaml").read_text())
     params["classifier"]["epochs"] = 1
@@ -29,7 +29,7 @@ def test_the_rgb64_preset_trains_both_families_through_dvc_repro(tmp_path):
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["genp", "data", "import", "photo-crops", "--count", "480"], workspace)
 
-    result = run(["dvc", "repro"], workspace)
+    result = run(["dvc", "repro"], workspace, env=ray_head)
     assert _stages_run(result.stdout) == ["prepare", "validate", "features", "train", "evaluate", "register"]
     mlflow_client(workspace)
     vae = load_generator("models:/vae-photo-crops@champion").sample(8)
@@ -37,7 +37,7 @@ def test_the_rgb64_preset_trains_both_families_through_dvc_repro(tmp_path):
 
     params["model"]["family"] = "gan"
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    result = run(["dvc", "repro"], workspace)
+    result = run(["dvc", "repro"], workspace, env=ray_head)
     # validation reruns (the drift gate compares with what the GAN accepted: nothing yet), finds the same verdict,
     # so the classifier is not retrained
     assert _stages_run(result.stdout) == ["validate", "train", "evaluate", "register"]

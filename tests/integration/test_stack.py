@@ -132,14 +132,15 @@ def test_a_custom_run_from_the_prefect_ui_registers_in_the_mlflow_server(stack):
                             {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})
             report = next(a for a in artifacts if a["key"] == "run-report")["data"]
             page.goto(f"{urls['prefect']}/v2/runs/flow-run/{flow_run['id']}", wait_until="networkidle")
-            expect(page.get_by_text("Completed").first).to_be_visible()
+            expect(page.get_by_text("Completed").first).to_be_visible(timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "prefect-ui-run-completed.png"), full_page=True)
             # the run report's MLflow link opens the run in MLflow's model-training view, not its GenAI overview
             link = re.search(r"MLflow run: \[\w+\]\((http[^)]+)\)", report).group(1)
             assert link.startswith(urls["mlflow"]) and link.endswith("?workflowType=machine_learning")
             page.goto(link, wait_until="domcontentloaded")  # the MLflow UI keeps polling: never network-idle
-            # the run's page, and the experiment's model-training navigation (Runs, Models) beside it
-            expect(page.get_by_text("Model metrics").first).to_be_visible()
+            # the run's page (on a busy machine it shows "Run page loading" for several seconds), and the experiment's
+            # model-training navigation (Runs, Models) beside it
+            expect(page.get_by_text("Model metrics").first).to_be_visible(timeout=60_000)
             expect(page.get_by_role("link", name="Models", exact=True)).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "mlflow-run-from-prefect-report.png"), full_page=True)
         finally:

@@ -27,10 +27,10 @@ def workspace(tmp_path_factory):
 
 
 @pytest.mark.parametrize("family", ["vae", "gan"])
-def test_search_registers_the_best_trial(workspace, family):
+def test_search_registers_the_best_trial(workspace, family, ray_head):
     # GANs default to a 2-epoch grace period; this 2-epoch search lets ASHA judge after the first.
     result = run(["genp", "tune", "--family", family, "--trials", str(TRIALS), "--epochs", str(EPOCHS),
-                  "-s", "tune.grace_epochs=1"], workspace)
+                  "-s", "tune.grace_epochs=1"], workspace, env=ray_head)
     summary = json.loads((workspace / "reports" / "tune.json").read_text())
     # Every trial is accounted for: it ran all its epochs or ASHA stopped it; none failed.
     assert summary["trials"] == TRIALS and summary["trials_failed"] == 0
@@ -70,12 +70,12 @@ def test_search_registers_the_best_trial(workspace, family):
     assert {summary["metric"], "fd"} <= set(lineage["metrics"])
 
 
-def test_second_search_never_installs_a_worse_champion(workspace):
+def test_second_search_never_installs_a_worse_champion(workspace, ray_head):
     """A one-epoch, two-trial search cannot match the champion of the eight-trial search above: the case
     is checked first, then the rule."""
     client = mlflow_client(workspace)
     before = client.get_model_version_by_alias("vae-digits", "champion")
-    run(["genp", "tune", "--family", "vae", "--trials", "2", "--epochs", "1"], workspace)
+    run(["genp", "tune", "--family", "vae", "--trials", "2", "--epochs", "1"], workspace, env=ray_head)
     summary = json.loads((workspace / "reports" / "tune.json").read_text())
     after = client.get_model_version_by_alias("vae-digits", "champion")
     assert summary["best_value"] > float(before.tags["val_neg_elbo"])  # the challenger is worse
