@@ -75,6 +75,9 @@ class TrainParams(Section):
     compile: bool = Field(False, description="torch.compile the networks (pays a compile time up front)")
     storage_path: str = Field("ray_results", description="checkpoint storage (relative to the repo, or absolute/URI)")
     max_failures: int = Field(1, ge=0, description="worker failures survived by restoring the last checkpoint")
+    resource_timeout_s: float = Field(900, gt=0, le=86_400, description="on a Ray cluster, how long a training or "
+                                      "search waits for its workers' resources (the autoscaler adding nodes) "
+                                      "before it fails naming what is missing")
     validation_images: int = Field(2000, ge=10, description="per-epoch validation uses this many images of the "
                                    "validation split: memory and time per epoch stay flat as the dataset grows")
 

@@ -15,6 +15,7 @@ from gen_platform.data.shards import ShardedSplit, write_shards
 from gen_platform.errors import GenPlatformError
 from gen_platform.evaluation.classifier import SavedClassifier
 from gen_platform.models import Family, get_family
+from gen_platform.training.capacity import await_resources, cluster_capacity, worker_bundles
 from gen_platform.training.hooks import EpochHook
 from gen_platform.training.loop import TrainingInputs, train_loop_per_worker
 from gen_platform.training.runtime import ensure_ray, owns_local_runtime
@@ -43,12 +44,11 @@ def storage_path(params: PipelineParams, root: Path) -> str:
 
 
 def resolve_use_gpu(use_gpu: bool | str, num_workers: int) -> bool:
-    """`auto`: train on GPUs when the Ray cluster has one per worker."""
+    """`auto`: train on GPUs when the Ray cluster has, or its autoscaler can add, one per worker."""
     if use_gpu != "auto":
         return bool(use_gpu)
-    import ray
-
-    return ray.cluster_resources().get("GPU", 0) >= num_workers
+    capacity = cluster_capacity()
+    return capacity.maxima.get("GPU", 0) >= num_workers and capacity.holds({"GPU": 1.0})
 
 
 @contextlib.contextmanager
@@ -108,6 +108,11 @@ def fit(params: PipelineParams, train: Split, val: Split, run_name: str, root: P
     import ray.train
 
     ensure_ray()
+    if not owns_local_runtime():  # a cluster: its autoscaler may have to add the workers' nodes first
+        settings = params.train
+        await_resources(worker_bundles(settings.num_workers, settings.cpus_per_worker,
+                                       resolve_use_gpu(settings.use_gpu, settings.num_workers)),
+                        settings.resource_timeout_s, "the training")
     try:
         with on_disk(train, val) as (train, val):
             result = build_trainer(params, train, val, run_name, root, classifier, hooks,

@@ -25,7 +25,8 @@ from gen_platform.errors import GenPlatformError
 from gen_platform.evaluation.classifier import SavedClassifier
 from gen_platform.models import Family, get_family
 from gen_platform.settings import TuneParams
-from gen_platform.training.runtime import ensure_ray
+from gen_platform.training.capacity import Bundle, await_resources, cluster_capacity, worker_bundles
+from gen_platform.training.runtime import ensure_ray, owns_local_runtime
 
 DRIVER_CPU = 0.01  # the driver of a multi-worker trial only waits on its Train run
 TrialStatus = Literal["finished", "stopped", "failed"]
@@ -132,6 +133,8 @@ def run_search(params: PipelineParams, train: ImageArrays | ShardedSplit, val: I
     from gen_platform.training.launcher import as_sharded
 
     ensure_ray()
+    if not owns_local_runtime():  # a cluster: its autoscaler may have to add nodes before the first trial starts
+        await_resources(trial_bundles(params), params.train.resource_timeout_s, "a trial of the search")
     # in-memory splits (benchmarks, tests) are written once beside the search, so a resumed search finds them
     train, val = as_sharded(train, root / ".tune" / name / "train"), as_sharded(val, root / ".tune" / name / "val")
     record = root / ".tune" / f"{name}.asha_stopped.json"
@@ -142,17 +145,32 @@ def run_search(params: PipelineParams, train: ImageArrays | ShardedSplit, val: I
     return collect_trials(tuner.fit(), setup["family"].selection_metric, set(_stopped_by_asha(record)), params.tune)
 
 
-def _concurrency(settings: TuneParams, max_concurrent: int | None) -> int:
-    """How many trials run at once: as many as the cluster's CPUs hold (or `max_concurrent`)."""
-    import ray
+def trial_bundles(params: PipelineParams) -> list[Bundle]:
+    """What one trial holds: its single worker's CPUs (and GPU), or a small driver beside its Ray Train workers."""
+    from gen_platform.training.launcher import resolve_use_gpu
 
+    settings = params.tune
+    if settings.workers_per_trial == 1:
+        return worker_bundles(1, settings.cpus_per_worker, resolve_use_gpu(params.train.use_gpu, 1))
+    return [{"CPU": DRIVER_CPU}, *worker_bundles(settings.workers_per_trial, settings.cpus_per_worker,
+                                                 resolve_use_gpu(params.train.use_gpu, settings.workers_per_trial))]
+
+
+def _concurrency(params: PipelineParams, max_concurrent: int | None) -> int:
+    """How many trials run at once (unless `max_concurrent`): as many as the cluster's CPUs hold now or, on an
+    autoscaling cluster, once its autoscaler has added every node it may. Where a cluster's autoscaler does not
+    report its node types, every trial is let in: the pending ones are the demand it scales for."""
+    settings = params.tune
     single = settings.workers_per_trial == 1
-    per_trial = settings.cpus_per_worker if single else settings.workers_per_trial * settings.cpus_per_worker + DRIVER_CPU
-    cluster_cpus = ray.cluster_resources().get("CPU", 0)
+    per_trial = sum(bundle["CPU"] for bundle in trial_bundles(params))
+    capacity = cluster_capacity()
+    if not (max_concurrent or owns_local_runtime() or capacity.node_types_known):
+        return settings.trials
+    cluster_cpus = capacity.maxima.get("CPU", 0)
     if per_trial > cluster_cpus:
         raise GenPlatformError(f"a trial needs {per_trial:.2f} CPUs (tune.workers_per_trial × tune.cpus_per_worker"
                                f"{'' if single else f' + {DRIVER_CPU}'}), but the Ray cluster has {cluster_cpus:g}; lower them")
-    return max_concurrent or max(1, int(cluster_cpus // per_trial))
+    return max_concurrent or max(1, min(settings.trials, int(cluster_cpus // per_trial)))
 
 
 def _trainable(setup: dict[str, Any]) -> Any:
@@ -160,14 +178,11 @@ def _trainable(setup: dict[str, Any]) -> Any:
     whose Ray Train workers ask for theirs."""
     from ray import tune
 
-    from gen_platform.training.launcher import resolve_use_gpu
-
     params = setup["params"]
-    settings = params.tune
-    if settings.workers_per_trial == 1:
-        gpu = 1 if resolve_use_gpu(params.train.use_gpu, 1) else 0
+    if params.tune.workers_per_trial == 1:
+        (bundle,) = trial_bundles(params)
         return tune.with_resources(tune.with_parameters(_single_process_trial, setup=setup),
-                                   {"cpu": settings.cpus_per_worker, "gpu": gpu})
+                                   {"cpu": bundle["CPU"], "gpu": bundle.get("GPU", 0)})
     return tune.with_resources(tune.with_parameters(_distributed_trial, setup=setup), {"cpu": DRIVER_CPU})
 
 
@@ -205,7 +220,7 @@ def build_tuner(setup: dict[str, Any], name: str, space: dict[str, Any] | None, 
         param_space=space,
         tune_config=tune.TuneConfig(metric=family.selection_metric, mode="min", scheduler=scheduler,
                                     search_alg=search_alg, num_samples=settings.trials,
-                                    max_concurrent_trials=_concurrency(settings, max_concurrent),
+                                    max_concurrent_trials=_concurrency(params, max_concurrent),
                                     time_budget_s=settings.time_budget_s, reuse_actors=settings.workers_per_trial == 1),
         run_config=tune.RunConfig(name=name, storage_path=storage_path(params, root), verbose=0,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=callbacks),
