@@ -10,20 +10,43 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from gen_platform import stages
+from gen_platform.config import PipelineParams
 from gen_platform.tracking.links import run_page
+from gen_platform.training.jobs import jobs_address, run_stage_as_job
 from gen_platform.validation.gate import require_valid_data
-from gen_platform.workspace import Workspace
+from gen_platform.workspace import Workspace, read_json
 
 # Stages write to the workspace and MLflow, so their results must never come from Prefect's cache.
 prepare = task(stages.prepare, name="prepare data split", cache_policy=NONE)
 validate = task(stages.validate, name="validate with Great Expectations", cache_policy=NONE)
 features = task(stages.features, name="train domain classifier", cache_policy=NONE)
-train = task(stages.train, name="train on Ray Train", cache_policy=NONE)
+
+
+def _train(params: PipelineParams, workspace: Workspace) -> dict[str, float]:
+    """As a Ray job (Jobs API) on the cluster that GENP_RAY_JOBS_ADDRESS names, its logs in this run's; else in this
+    process (with a local Ray runtime, or RAY_ADDRESS's cluster)."""
+    address = jobs_address()
+    if address is None:
+        return stages.train(params, workspace)
+    run_stage_as_job(address, "train", params, workspace)
+    return read_json(workspace.metrics("train"), "the train task")
+
+
+def _tune(params: PipelineParams, workspace: Workspace) -> dict[str, Any]:
+    """As `_train`: a Ray job where GENP_RAY_JOBS_ADDRESS names a cluster; the search's summary either way."""
+    address = jobs_address()
+    if address is None:
+        return stages.tune(params, workspace)
+    run_stage_as_job(address, "tune", params, workspace)
+    return read_json(workspace.report("tune.json"), "the tune task")
+
+
+train = task(_train, name="train on Ray Train", cache_policy=NONE)
 evaluate = task(stages.evaluate, name="evaluate", cache_policy=NONE)
 # MLflow registration talks to a server: retry transient failures.
 register = task(stages.register, name="register and apply champion rule", cache_policy=NONE, retries=2,
                 retry_delay_seconds=5)
-tune = task(stages.tune, name="search with Ray Tune", cache_policy=NONE, retries=0)
+tune = task(_tune, name="search with Ray Tune", cache_policy=NONE, retries=0)
 
 
 def publish_decision(reason: str) -> None:

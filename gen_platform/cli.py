@@ -27,6 +27,9 @@ app.add_typer(data_app, name="data")
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="pipeline parameters file")]
 SetOption = Annotated[list[str], typer.Option("--set", "-s", help="override a parameter, e.g. -s model.vae.beta=4")]
 RootOption = Annotated[Path, typer.Option("--root", help="repository root (workspace)")]
+RepoOption = Annotated[Path | None, typer.Option("--repo", help="the repository a run workspace belongs to (default: "
+                                                 "--root); a flow's stages run as Ray jobs pass it")]
+RunIdOption = Annotated[str | None, typer.Option("--run-id", help="the flow run the workspace belongs to (lineage)")]
 
 
 def _overrides(texts: list[str]) -> dict:
@@ -43,8 +46,8 @@ def _params(path: Path, overrides: list[str]) -> PipelineParams:
 def _stage(function: Callable, name: str, help_text: str) -> None:
     @app.command(name=name, help=help_text)
     def command(params: ParamsOption = Path("params.yaml"), set_: SetOption = [],  # noqa: B006 (typer default)
-                root: RootOption = Path(".")) -> None:
-        function(_params(params, set_), Workspace.at(root))
+                root: RootOption = Path("."), repo: RepoOption = None, run_id: RunIdOption = None) -> None:
+        function(_params(params, set_), Workspace.at(root, repo, run_id))
 
 
 _stage(stages.prepare, "prepare", "Split data/raw/<dataset>.npz into data/prepared/{train,val,test}/ shards.")
@@ -69,12 +72,12 @@ def tune(family: Annotated[str | None, typer.Option(help=f"one of {sorted(FAMILI
          resume: Annotated[bool, typer.Option(
              help="continue this model's latest search that did not finish (same parent run)")] = False,
          params: ParamsOption = Path("params.yaml"), set_: SetOption = [],  # noqa: B006
-         root: RootOption = Path(".")) -> None:
+         root: RootOption = Path("."), repo: RepoOption = None, run_id: RunIdOption = None) -> None:
     options = {"trials": trials, "max_epochs": epochs, "optuna": optuna}
     merged = deep_merge(_overrides(set_), {"tune": {k: v for k, v in options.items() if v is not None}})
     base = load_params(params)
     base = params_for(params, family or base.model.family, base.data.dataset, merged)
-    stages.tune(base, Workspace.at(root), resume=resume, process_runs_one_stage=True)
+    stages.tune(base, Workspace.at(root, repo, run_id), resume=resume, process_runs_one_stage=True)
 
 
 def _imported(manifest: DatasetManifest) -> None:

@@ -487,8 +487,8 @@ def test_urls_point_at_the_services() -> None:
     expected = {
         "MLFLOW_TRACKING_URI": _service_url("mlflow"),
         "PREFECT_API_URL": _service_url("prefect-server") + "/api",
-        # KubeRay names the head service <RayCluster name>-head-svc; 10001 is the Ray Client port.
-        "RAY_ADDRESS": f"ray://{_one('RayCluster')['metadata']['name']}-head-svc.{NAMESPACE}.svc.cluster.local:10001",
+        # KubeRay names the head service <RayCluster name>-head-svc; 8265 serves Ray's Jobs API.
+        "GENP_RAY_JOBS_ADDRESS": f"http://{_one('RayCluster')['metadata']['name']}-head-svc.{NAMESPACE}.svc.cluster.local:8265",
     }
     seen = set()
     for path, doc in DOCS:
@@ -500,7 +500,7 @@ def test_urls_point_at_the_services() -> None:
                     seen.add(name)
     assert seen == set(expected)
     head = _one("RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
-    assert 10001 in {port["containerPort"] for port in head["ports"]}
+    assert 8265 in {port["containerPort"] for port in head["ports"]}
     assert _one("Deployment", "prefect-worker")["spec"]["template"]["spec"]["containers"][0]["args"][0].count(
         "--pool gen-platform")
 
