@@ -25,7 +25,8 @@ def local_stack(root: Path, stack_dir: Path, services: tuple[str, ...] = (), **s
     """`stack.py up` (of `services`, default all) for the repository at `root` on free ports, with `settings`
     (GENP_* variables) in its environment; yields the servers' URLs and, under "client_env", the environment a
     process needs to use the stack; `down` on exit, which must leave no process naming `stack_dir` behind."""
-    ports = {f"GENP_{name}_PORT": str(free_loopback_port()) for name in ("PREFECT", "MLFLOW", "RAY", "RAY_DASHBOARD")}
+    ports = {f"GENP_{name}_PORT": str(free_loopback_port())
+             for name in ("PREFECT", "MLFLOW", "RAY", "RAY_DASHBOARD", "RAY_DASHBOARD_AGENT", "RAY_CLIENT")}
     env = {**os.environ, **ports, **settings, "GENP_STACK_DIR": str(stack_dir)}
     command = [sys.executable, str(root / "infra" / "local" / "stack.py")]
     started = subprocess.run(command + ["up", *services], cwd=root, env=env, capture_output=True, text=True, timeout=400)

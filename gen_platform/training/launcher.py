@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +39,14 @@ class FitResult:
         return save_checkpoint(directory, {"model": self.model_state}, self.architecture, self.family)
 
 
+STORAGE_PATH = "GENP_STORAGE_PATH"  # set by a cluster's manifests: storage every node writes and the driver reads
+
+
 def storage_path(params: PipelineParams, root: Path) -> str:
-    path = params.train.storage_path
+    """Where checkpoints and Tune experiments go: GENP_STORAGE_PATH where the environment sets it (a cluster's
+    shared volume or bucket, configured once for every run), else `train.storage_path` (relative: to the
+    workspace)."""
+    path = os.environ.get(STORAGE_PATH) or params.train.storage_path
     return path if "://" in path or Path(path).is_absolute() else str((root / path).resolve())
 
 

@@ -10,7 +10,8 @@ Whenever the MLflow server starts, MLflow runs left RUNNING by processes of this
 marked FAILED (gen_platform/tracking/owners.py).
 
 Settings (environment): GENP_STACK_DIR (.stack), GENP_PREFECT_PORT (4200), GENP_MLFLOW_PORT (5000),
-GENP_RAY_PORT (6380), GENP_RAY_DASHBOARD_PORT (8265), GENP_MLFLOW_STORE_DIR (the repository: its mlflow.db and
+GENP_RAY_PORT (6380), GENP_RAY_DASHBOARD_PORT (8265), GENP_RAY_DASHBOARD_AGENT_PORT (52365, the agent that accepts
+Ray jobs), GENP_RAY_CLIENT_PORT (10001), GENP_MLFLOW_STORE_DIR (the repository: its mlflow.db and
 mlartifacts/, the store `make run` and `genp` use).
 """
 
@@ -34,7 +35,10 @@ STACK = Path(os.environ.get("GENP_STACK_DIR", ROOT / ".stack")).resolve()
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 PORTS = {name: int(os.environ.get(f"GENP_{name.upper()}_PORT", default))
-         for name, default in (("prefect", 4200), ("mlflow", 5000), ("ray", 6380), ("ray_dashboard", 8265))}
+         for name, default in (("prefect", 4200), ("mlflow", 5000), ("ray", 6380), ("ray_dashboard", 8265),
+                               # Ray's fixed defaults: a second Ray head on the machine (another stack, a test's)
+                               # would find them taken, and without its agent's port it accepts no job
+                               ("ray_dashboard_agent", 52365), ("ray_client", 10001))}
 # Ray keeps sockets under its temp dir, whose path must stay short; one per stack directory.
 # By default the repository's own MLflow store: runs of `make run`, `genp`, `dvc repro` and of the deployments
 # land in one place.
@@ -132,7 +136,9 @@ def _start(name: str, state: dict) -> None:
                        RAY_USAGE_STATS_ENABLED="0")
         started = subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={PORTS['ray']}",
                                   f"--temp-dir={RAY_TEMP}", f"--node-ip-address={HOST}", f"--dashboard-host={HOST}",
-                                  f"--dashboard-port={PORTS['ray_dashboard']}", "--disable-usage-stats"],
+                                  f"--dashboard-port={PORTS['ray_dashboard']}",
+                                  f"--dashboard-agent-listen-port={PORTS['ray_dashboard_agent']}",
+                                  f"--ray-client-server-port={PORTS['ray_client']}", "--disable-usage-stats"],
                                  env=ray_env, capture_output=True, text=True)
         (STACK / "logs" / "ray.log").write_text(started.stdout + started.stderr)
         if started.returncode != 0:

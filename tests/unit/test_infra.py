@@ -264,6 +264,10 @@ def test_ray_pods_share_checkpoints_workspace_and_mlflow(kind: str) -> None:
         assert mounts.get(CHECKPOINTS) == "gen-platform-checkpoints", where
         assert mounts.get(WORKSPACE) == "gen-platform-workspace", where
         assert env_value(container, "MLFLOW_TRACKING_URI") == mlflow_uri, where
+        # checkpoints go to the shared volume, writable here, whatever a run's params say (the workspace is
+        # read-only on GPU workers)
+        assert env_value(container, "GENP_STORAGE_PATH") == CHECKPOINTS, where
+        assert not any(m.get("readOnly") for m in container["volumeMounts"] if m["mountPath"] == CHECKPOINTS), where
         assert container["image"] == "rayproject/ray:2.60.0-py311-gpu", where
         # overwrite-container-cmd: our command runs, then the `ray start` KubeRay generated.
         assert "infra/bootstrap.sh" in container["args"][0], where
@@ -386,10 +390,22 @@ def test_no_literal_secrets_in_manifests(item: tuple[Path, dict]) -> None:
 def test_secrets_referenced_are_documented() -> None:
     referenced = {e["valueFrom"]["secretKeyRef"]["name"] for _, doc in DOCS for _, c, _ in containers(doc)
                   for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
-    assert referenced == {"postgres-credentials", "mlflow-s3", "prefect-db"}
+    assert referenced == {"postgres-credentials", "mlflow-s3", "prefect-db", "gen-platform-ray-token"}
     readme = (INFRA / "README.md").read_text()
     for name in referenced:
         assert f"create secret generic {name}" in readme, f"infra/README.md must say how to create {name}"
+
+
+def test_every_ray_process_and_job_client_requires_the_token_from_the_secret() -> None:
+    """Ray's token authentication on every node of both clusters and in the Prefect worker that submits jobs: the
+    token comes from the Secret, never from a value in the repository."""
+    pods = [(kind, where, c) for kind in ("RayCluster", "RayJob") for where, c, _ in containers(_one(kind))]
+    pods += [("Deployment", where, c) for where, c, _ in containers(_one("Deployment", "prefect-worker"))]
+    for kind, where, container in pods:
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert env_value(container, "RAY_AUTH_MODE") == "token", (kind, where)
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "gen-platform-ray-token", "key": "token"}, \
+            (kind, where)
 
 
 def test_secret_checker_finds_planted_secrets() -> None:
