@@ -259,6 +259,8 @@ def test_ray_pods_share_checkpoints_workspace_and_mlflow(kind: str) -> None:
     doc = _one(kind)
     mlflow_uri = _service_url("mlflow")
     for where, container, pod in containers(doc):
+        if where.startswith("submitterPodTemplate"):  # not a Ray node: it only runs `ray job submit`
+            continue
         claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod.get("volumes", [])}
         mounts = {m["mountPath"]: claims.get(m["name"]) for m in container.get("volumeMounts", [])}
         assert mounts.get(CHECKPOINTS) == "gen-platform-checkpoints", where
@@ -406,6 +408,14 @@ def test_every_ray_process_and_job_client_requires_the_token_from_the_secret() -
         assert env_value(container, "RAY_AUTH_MODE") == "token", (kind, where)
         assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "gen-platform-ray-token", "key": "token"}, \
             (kind, where)
+
+
+def test_the_cluster_launcher_starts_every_node_with_the_token_from_the_launching_machine() -> None:
+    config = yaml.safe_load(AWS_CONFIG.read_text())
+    for command in (config["head_start_ray_commands"] + config["worker_start_ray_commands"]):
+        if "ray start" in command:
+            assert "RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=~/.ray/auth_token" in command, command
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"  # a file of the user's, not a value
 
 
 def test_secret_checker_finds_planted_secrets() -> None:
