@@ -18,6 +18,7 @@ from gen_platform.evaluation.classifier import SavedClassifier
 from gen_platform.models import Family, get_family
 from gen_platform.training.capacity import await_resources, cluster_capacity, worker_bundles
 from gen_platform.training.hooks import EpochHook
+from gen_platform.training.storage_check import check_shared_storage
 from gen_platform.training.loop import TrainingInputs, train_loop_per_worker
 from gen_platform.training.runtime import ensure_ray, owns_local_runtime
 
@@ -99,6 +100,13 @@ def build_trainer(params: PipelineParams, train: ShardedSplit, val: ShardedSplit
     )
 
 
+def _check_storage_across_nodes(path: str) -> None:
+    import ray
+
+    if sum(node["Alive"] for node in ray.nodes()) > 1:
+        print(f"checkpoint storage {path}: shared by all {check_shared_storage(path)} nodes", flush=True)
+
+
 def read_result_checkpoint(path: str) -> FitResult:
     """What a training left in its (local or remote) Ray checkpoint."""
     import ray.train
@@ -120,6 +128,7 @@ def fit(params: PipelineParams, train: Split, val: Split, run_name: str, root: P
         await_resources(worker_bundles(settings.num_workers, settings.cpus_per_worker,
                                        resolve_use_gpu(settings.use_gpu, settings.num_workers)),
                         settings.resource_timeout_s, "the training")
+        _check_storage_across_nodes(storage_path(params, root))
     try:
         with on_disk(train, val) as (train, val):
             result = build_trainer(params, train, val, run_name, root, classifier, hooks,

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +21,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def two_node_cluster(monkeypatch, tmp_path):
+def two_node_cluster(monkeypatch, tmp_path, request):
+    """A head and a second node. Parametrised (indirect) with a directory, the second node runs in a mount
+    namespace of its own with an empty tmpfs over that directory: a node whose "shared" storage is its own."""
+    private_dir = getattr(request, "param", None)
     temp_dir = tempfile.mkdtemp(prefix="genp-ray-", dir="/tmp")  # short: Ray puts sockets under it
     port = free_loopback_port()
     # Ray 2.60 clusters require a token; every node and the driver read it from this file.
@@ -39,8 +44,11 @@ def two_node_cluster(monkeypatch, tmp_path):
         subprocess.run(["ray", "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}",
                         "--dashboard-host=127.0.0.1", f"--dashboard-port={free_loopback_port()}", *own_ports(), *common],
                        check=True, capture_output=True)
-        subprocess.run(["ray", "start", f"--address=127.0.0.1:{port}", *own_ports(), *common], check=True,
-                       capture_output=True)
+        second = ["ray", "start", f"--address=127.0.0.1:{port}", *own_ports(), *common]
+        if private_dir:  # Ray's daemons of that node inherit the namespace
+            Path(private_dir).mkdir(parents=True, exist_ok=True)
+            second = ["unshare", "-m", "sh", "-c", f"mount -t tmpfs tmpfs {private_dir} && exec {shlex.join(second)}"]
+        subprocess.run(second, check=True, capture_output=True)
         monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
         yield port
     finally:
@@ -81,6 +89,8 @@ nodes = [node["NodeID"] for node in ray.nodes() if node["Alive"]]
 params = parse_params({"train": {"epochs": 2, "num_workers": 2, "cpus_per_worker": 1}})
 splits = split_dataset(digits(), 0, 0.1, 0.1)
 root = Path(sys.argv[1])
+if len(sys.argv) > 2:
+    params = parse_params({"train": {"epochs": 2, "num_workers": 2, "cpus_per_worker": 1, "storage_path": sys.argv[2]}})
 fit(params, splits["train"], splits["val"], run_name="two-nodes", root=root, hooks=(Fingerprint(str(root)),))
 workers = [json.loads(path.read_text()) for path in sorted(root.glob("rank-*.json"))]
 print("RESULT " + json.dumps({"nodes": nodes, "workers": workers}))
@@ -96,3 +106,18 @@ def test_one_worker_per_node_with_identical_weights(two_node_cluster, tmp_path):
     assert len(report["nodes"]) == 2 and len(report["workers"]) == 2
     assert {worker["node_id"] for worker in report["workers"]} == set(report["nodes"])
     assert report["workers"][0]["parameters_sha256"] == report["workers"][1]["parameters_sha256"]
+    assert f"checkpoint storage {tmp_path / 'ray_results'}: shared by all 2 nodes" in driver.stdout
+
+
+PRIVATE_STORAGE = "/tmp/genp-test-private-storage"
+
+
+@pytest.mark.parametrize("two_node_cluster", [PRIVATE_STORAGE], indirect=True)
+def test_storage_one_node_does_not_share_stops_the_training_before_it_starts(two_node_cluster, tmp_path):
+    driver = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path), PRIVATE_STORAGE], capture_output=True,
+                            text=True, timeout=600)
+    assert driver.returncode != 0
+    error = driver.stderr.strip().splitlines()[-1]
+    assert f"checkpoint storage {PRIVATE_STORAGE} is not shared by every node" in error, driver.stderr
+    assert error.count("does not see what the driver wrote") == 1  # the second node; the head sees it
+    assert not list(Path(PRIVATE_STORAGE).glob("two-nodes*")), "training started anyway"
