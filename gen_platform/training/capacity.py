@@ -4,7 +4,7 @@ On an autoscaling cluster (infra/kuberay: a head with no CPUs, worker groups tha
 resources present at start say nothing about what the cluster can provide. A training asks for its workers'
 bundles with a placement group, which is what makes the autoscaler add nodes, and waits for them for at most
 `train.resource_timeout_s`; a request that no node type can ever hold fails at once where the autoscaler reports
-its node types (autoscaler v2, as the manifests configure it), else when the wait ends.
+its node types (autoscaler v2; v1, KubeRay's default and the manifests', does not), else when the wait ends.
 """
 
 from __future__ import annotations

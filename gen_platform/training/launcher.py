@@ -18,9 +18,9 @@ from gen_platform.evaluation.classifier import SavedClassifier
 from gen_platform.models import Family, get_family
 from gen_platform.training.capacity import await_resources, cluster_capacity, worker_bundles
 from gen_platform.training.hooks import EpochHook
-from gen_platform.training.storage_check import check_shared_storage
 from gen_platform.training.loop import TrainingInputs, train_loop_per_worker
 from gen_platform.training.runtime import ensure_ray, owns_local_runtime
+from gen_platform.training.storage_check import check_shared_storage
 
 
 Split = ImageArrays | ShardedSplit

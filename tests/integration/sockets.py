@@ -25,6 +25,25 @@ def process_trees(roots: list[int], marker: str | None = None) -> list[psutil.Pr
     return list(found.values())
 
 
+def stop_processes_naming(*markers: str, grace_s: float = 3) -> None:
+    """A test's own Ray cluster, never other Ray users': SIGTERM to every process whose command line names one of
+    `markers` (its temp dir, its address) and to their descendants (Ray's agents retitle themselves and lose the
+    marker), SIGKILL to those still alive after `grace_s` (gcs_server outlives SIGTERM)."""
+    processes = [process for marker in markers for process in process_trees([], marker=marker)]
+    for process in processes:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=10)
+
+
 def listening(processes: list[psutil.Process]) -> list[tuple[str, str, int]]:
     """(process, address, port) of every listening TCP socket."""
     sockets = []

@@ -11,13 +11,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
-import psutil
 import pytest
 
 from gen_platform.training.loopback import free_loopback_port
-from tests.integration.sockets import process_trees
+from tests.integration.sockets import stop_processes_naming
 
 pytestmark = pytest.mark.integration
 NODE_TYPE = {"resources": {"CPU": 2}, "node_config": {}, "min_workers": 0, "max_workers": 2}
@@ -62,21 +60,9 @@ def autoscaling_cluster(tmp_path_factory):
                         f"--autoscaling-config={config}"], env=env, check=True, capture_output=True)
         yield {**{k: v for k, v in os.environ.items() if k not in {"RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"}}, **client}
     finally:
-        # This cluster's processes: those naming its temp dir or its address (the client server), the worker
-        # nodes the autoscaler started, and all their children (agents that retitled themselves).
-        processes = process_trees([], marker=temp_dir) + process_trees([], marker=f"127.0.0.1:{port}")
-        for process in processes:
-            try:
-                process.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(processes, timeout=3)
-        for process in alive:  # gcs_server outlives SIGTERM
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=10)
+        # its processes name its temp dir or (the client server) its address; the worker nodes the autoscaler
+        # started are their descendants
+        stop_processes_naming(temp_dir, f"127.0.0.1:{port}")
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

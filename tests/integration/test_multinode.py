@@ -10,12 +10,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from gen_platform.training.loopback import free_loopback_port
+from tests.integration.sockets import stop_processes_naming
 
 pytestmark = pytest.mark.integration
 
@@ -52,10 +52,7 @@ def two_node_cluster(monkeypatch, tmp_path, request):
         monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
         yield port
     finally:
-        # Stop exactly this cluster's processes (their command lines name its temp dir), not other Ray users'.
-        subprocess.run(["pkill", "-TERM", "-f", temp_dir], check=False)
-        time.sleep(2)
-        subprocess.run(["pkill", "-KILL", "-f", temp_dir], check=False)  # gcs_server outlives SIGTERM
+        stop_processes_naming(temp_dir, f"127.0.0.1:{port}")
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
