@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# pip only for uv itself; uv, several times faster, for everything else under the same pins
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
-	$(INSTALL) -e ".[test]"
+	$(INSTALL) -e ".[worker,pipeline,test]"
 	@touch $@
 
 # Runs the whole DVC pipeline on the embedded default dataset (scikit-learn digits).
@@ -44,7 +44,7 @@ test-unit: setup
 	pytest -m "not integration"
 
 bench: setup
-	$(INSTALL) -e ".[test,bench]"
+	$(INSTALL) -e ".[worker,pipeline,test,bench]"
 	@# pythae pulls the Python 3.6 `dataclasses` backport, which shadows the standard library (Prefect's
 	@# server fails to start with it): remove it again.
 	$(BIN)/uv pip uninstall --quiet --python $(BIN)/python dataclasses

@@ -108,12 +108,14 @@ def main() -> None:
     parser.add_argument("--set", "-s", action="append", default=[], help="override, e.g. model.vae.beta=4")
     parser.add_argument("--family", default="vae", choices=sorted(FAMILIES))
     parser.add_argument("--dataset", default=None, help="a dataset in data/raw (default: params.yaml's)")
+    parser.add_argument("--data-revision", default=None, help="a git revision whose data.dvc to train on")
     parser.add_argument("--root", default=ROOT)
     args = parser.parse_args()
     overrides: dict[str, Any] = {}
     for text in args.set:
         overrides = deep_merge(overrides, parse_override(text))
-    train_flow(TrainRequest(family=args.family, dataset=args.dataset, overrides=overrides), root=args.root)
+    train_flow(TrainRequest(family=args.family, dataset=args.dataset, data_revision=args.data_revision,
+                            overrides=overrides), root=args.root)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 UI, the schedule, a data-change trigger) never read or write each other's files.
 
 A run workspace holds its own `data.dvc` and `data/raw/<dataset>.npz`: the repository's current ones, or the
-ones recorded at a git revision, read through DVC's API from the cache (or the remote). Nothing in the
+ones recorded at a git revision, read through DVC's API from the cache (or the remote: GENP_DVC_REMOTE where it is
+set, see gen_platform/data/remote.py). Nothing in the
 repository's working tree changes. Prepared data, models, metrics and reports of the run live under it; its
 results live in MLflow. When a run ends, finished workspaces beyond the newest `GENP_KEEP_RUNS` (default 10)
 are removed; a running one is never touched.
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gen_platform.data.manifest import RAW_DIR, DatasetManifest, manifest_path, raw_path
+from gen_platform.data.remote import dvc_remote_config
 from gen_platform.errors import ConfigError
 from gen_platform.tracking.owners import process_gone, this_process
 from gen_platform.workspace import Workspace, write_json
@@ -56,7 +58,7 @@ def _revision_files(repo: Path, revision: str | None) -> Any:
     from dvc.api import DVCFileSystem
 
     _git_show(repo, revision, "data.dvc")  # names a bad revision plainly
-    return DVCFileSystem(str(repo), rev=revision)
+    return DVCFileSystem(str(repo), rev=revision, config=dvc_remote_config())
 
 
 def _datasets_in(repo: Path, files: Any) -> list[str]:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Make a stock container or VM ready to run gen_platform: install the project, with its whole dependency tree
-# locked by constraints.txt, from a checkout of this repository. Runs before `ray start` in every Ray pod
-# (infra/kuberay/*.yaml) and Ray autoscaler node (infra/ray/cluster-aws.yaml), and before the Prefect worker
-# (infra/k8s/prefect.yaml). An image built FROM the same base with this script run at build time makes pods
-# start in seconds instead of minutes; the manifests then only need the image name changed.
+# Make a stock container ready to run the whole platform: install the project with its `worker` and `pipeline`
+# extras (Ray, torch, the MLflow client; DVC, Great Expectations, Prefect), its dependency tree locked by
+# constraints.txt, from a checkout of this repository. Runs before the Prefect worker (infra/k8s/prefect.yaml),
+# which runs the flows. Ray nodes run the worker image instead (infra/docker/worker.Dockerfile), which holds
+# the `worker` extra only.
 #
 #   GEN_PLATFORM_WORKSPACE  the checkout (default: /mnt/workspace, the shared volume of infra/k8s/base.yaml)
 #   GEN_PLATFORM_PIP        the pip command (default: python -m pip)
@@ -27,5 +27,5 @@ if [[ -f "$workspace/README.md" ]]; then cp "$workspace/README.md" "$build/src/"
 
 # constraints.txt pins torch as PyPI serves it: on a cluster node that is the build which carries CUDA (a
 # laptop's `make setup` takes a local CPU wheel of the same version where pip's find-links hold one).
-$pip_cmd install --no-cache-dir --quiet --constraint "$workspace/constraints.txt" "$build/src"
+$pip_cmd install --no-cache-dir --quiet --constraint "$workspace/constraints.txt" "$build/src[worker,pipeline]"
 echo "bootstrap: gen_platform installed from $workspace"

@@ -107,8 +107,15 @@ def _check_storage_across_nodes(path: str) -> None:
         print(f"checkpoint storage {path}: shared by all {check_shared_storage(path)} nodes", flush=True)
 
 
+def checkpoint_uri(checkpoint: Any) -> str:
+    """Where a Ray checkpoint is, as a path `read_result_checkpoint` can open on any machine: Ray's `path` alone is
+    relative to its filesystem (`bucket/key` on S3), so a remote one keeps its scheme."""
+    scheme = checkpoint.filesystem.type_name
+    return checkpoint.path if scheme == "local" else f"{scheme}://{checkpoint.path}"
+
+
 def read_result_checkpoint(path: str) -> FitResult:
-    """What a training left in its (local or remote) Ray checkpoint."""
+    """What a training left in its (local or remote, `s3://...`) Ray checkpoint."""
     import ray.train
 
     with ray.train.Checkpoint(path).as_directory() as directory:
@@ -137,4 +144,4 @@ def fit(params: PipelineParams, train: Split, val: Split, run_name: str, root: P
         raise GenPlatformError(f"training failed after {params.train.max_failures} restart(s): {error}") from error
     if result.checkpoint is None:
         raise GenPlatformError("training finished without reporting a checkpoint")
-    return read_result_checkpoint(result.checkpoint.path)
+    return read_result_checkpoint(checkpoint_uri(result.checkpoint))

@@ -231,6 +231,8 @@ def collect_trials(grid: Any, metric: str, stopped_by_asha: set[str], settings: 
     """Every trial of a finished `tuner.fit()` as finished, stopped (by ASHA) or failed, with its history."""
     from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
+    from gen_platform.training.launcher import checkpoint_uri
+
     result = SearchResult(metric)
     for index, trial_result in enumerate(grid):
         metrics = trial_result.metrics or {}
@@ -248,7 +250,7 @@ def collect_trials(grid: Any, metric: str, stopped_by_asha: set[str], settings: 
             error = (str(trial_result.error).strip().splitlines() or ["error"])[-1] if trial_result.error else (
                 f"ended after {len(history)} of {settings.max_epochs} epochs without being stopped by ASHA "
                 f"(cut by tune.time_budget_s = {settings.time_budget_s} s?)")
-        checkpoint = trial_result.checkpoint.path if trial_result.checkpoint else metrics.get(CHECKPOINT_PATH_KEY)
+        checkpoint = checkpoint_uri(trial_result.checkpoint) if trial_result.checkpoint else metrics.get(CHECKPOINT_PATH_KEY)
         result.trials.append(Trial(trial_id, dict(trial_result.config), history,
                                    float(history[-1].get(result.metric, math.nan)) if history else math.nan,
                                    status, checkpoint, error))

@@ -1,5 +1,5 @@
 """A training as it runs: a lost worker costs at most one epoch; a lost driver resumes from the same storage path
-and MLflow run; a watcher sees per-epoch metrics while the run is RUNNING; a local DDP training listens on
+(an S3 bucket) and MLflow run; a watcher sees per-epoch metrics while the run is RUNNING; a local DDP training listens on
 loopback only. The tests share one prepared workspace and run in order."""
 
 from __future__ import annotations
@@ -15,11 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from gen_platform.training.launcher import STORAGE_PATH
+from tests.conftest import REPO
+from tests.integration.conftest import keys, make_bucket
 from tests.integration.sockets import beyond_loopback, listening, process_trees
 from tests.integration.workspace import make_workspace, mlflow_client, run
 
 pytestmark = pytest.mark.integration
 EPOCHS = 4
+WORKER_IMAGE_IMPORTS = REPO / "tests" / "worker_image"  # its sitecustomize.py
 
 
 @pytest.fixture(scope="module")
@@ -86,30 +90,38 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_driver_loss_resumes_the_same_run(workspace):
+def test_driver_loss_resumes_the_same_run_from_checkpoints_in_object_storage(workspace, s3_store):
+    """The checkpoints are in an S3 bucket (GENP_STORAGE_PATH, as a cluster's manifests set it): the killed driver
+    wrote them there, and the new one finds and resumes from them there. Both drivers and their Ray workers import
+    as on a node of the worker image (no DVC, Great Expectations, Prefect or MLflow server)."""
+    client = make_bucket(s3_store, "driver-loss")
     in_progress = workspace / "models" / "train_in_progress.json"
     env = {k: v for k, v in os.environ.items() if k not in {"MLFLOW_TRACKING_URI", "RAY_ADDRESS"}}
+    env |= s3_store | {STORAGE_PATH: "s3://driver-loss/checkpoints", "PYTHONPATH": str(WORKER_IMAGE_IMPORTS)}
     driver = subprocess.Popen(["genp", "train", "-s", "train.epochs=12"], cwd=workspace, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         run_id = _wait_for(lambda: in_progress.exists() and json.loads(in_progress.read_text())["run_id"], 120,
                            "the training run to start")
-        checkpoints = workspace / "ray_results" / run_id
-        _wait_for(lambda: len(list(checkpoints.glob("checkpoint_*"))) >= 2, 180, "two checkpoints")
+        checkpoints = lambda: {key.split("/")[2] for key in keys(client, "driver-loss", f"checkpoints/{run_id}/")
+                               if key.split("/")[2].startswith("checkpoint_")}  # noqa: E731
+        _wait_for(lambda: len(checkpoints()) >= 2, 180, "two checkpoints in the bucket")
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started die together
         driver.wait()
     time.sleep(2)
+    assert not (workspace / "ray_results" / run_id).exists()  # nothing of it on the local disk
 
-    result = run(["genp", "train", "-s", "train.epochs=12"], workspace)
+    result = run(["genp", "train", "-s", "train.epochs=12"], workspace, env=env)
     output = result.stdout + result.stderr
     assert f"resuming the interrupted MLflow run {run_id}" in output
     assert "resumed from the checkpoint of epoch" in output and "epoch 1/12" not in output
-    client = mlflow_client(workspace)
+    mlflow = mlflow_client(workspace)
     # each epoch once; the history is in logging order, and an epoch whose live logging failed is filled in last
-    steps = sorted(m.step for m in client.get_metric_history(run_id, "val_neg_elbo"))
+    steps = sorted(m.step for m in mlflow.get_metric_history(run_id, "val_neg_elbo"))
     assert steps == list(range(1, 13))
-    assert client.get_run(run_id).info.status == "FINISHED" and not in_progress.exists()
+    assert mlflow.get_run(run_id).info.status == "FINISHED" and not in_progress.exists()
+    assert mlflow.get_run(run_id).data.tags["ray_checkpoint"].startswith(f"s3://driver-loss/checkpoints/{run_id}/")
 
 
 # Rank 0 waits at the start of epoch 2 until the tests have looked (a file barrier); the hook is defined in the

@@ -45,7 +45,7 @@ def _resolve_from_pypi_alone(tmp_path: Path) -> dict[str, str]:
     # `uv` too: pip installs it under the same pins; with it the resolution covers every line of constraints.txt.
     result = subprocess.run(
         [uv, "pip", "install", "--dry-run", "--no-config", "--index-url", PYPI, "--python", str(python),
-         "-c", "constraints.txt", "-r", "pyproject.toml", "--extra", "test", "--extra", "bench", "uv"],
+         "-c", "constraints.txt", "-r", "pyproject.toml", "--all-extras", "uv"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     lines = (result.stdout + result.stderr).splitlines()

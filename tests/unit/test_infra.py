@@ -10,6 +10,7 @@ All offline, in about a second.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import os
 import re
@@ -62,10 +63,14 @@ def _one(kind: str, name: str | None = None) -> dict[str, Any]:
     return copy.deepcopy(found[0])
 
 
+PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+WORKER_IMAGE = f"gen-platform-worker:{PROJECT['version']}"  # infra/docker/worker.Dockerfile, as the manifests name it
+
+
 def _pyproject_pins() -> dict[str, str]:
-    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    """The pins of the dependencies and of every extra."""
     pins = {}
-    for requirement in dependencies:
+    for requirement in PROJECT["dependencies"] + sum(PROJECT["optional-dependencies"].values(), []):
         match = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^;\s]+)", requirement.strip())
         if match:
             pins[match[1].lower()] = match[2]
@@ -270,11 +275,10 @@ def test_ray_pods_share_checkpoints_workspace_and_mlflow(kind: str) -> None:
         # read-only on GPU workers)
         assert env_value(container, "GENP_STORAGE_PATH") == CHECKPOINTS, where
         assert not any(m.get("readOnly") for m in container["volumeMounts"] if m["mountPath"] == CHECKPOINTS), where
-        assert container["image"] == "rayproject/ray:2.60.0-py311-gpu", where
-        # overwrite-container-cmd: our command runs, then the `ray start` KubeRay generated.
-        assert "infra/bootstrap.sh" in container["args"][0], where
-        assert container["args"][0].rstrip().endswith("$KUBERAY_GEN_RAY_START_CMD"), where
-    assert doc["metadata"]["annotations"]["ray.io/overwrite-container-cmd"] == "true"
+        # the worker image holds gen_platform: nothing is installed at start, KubeRay's own `ray start` runs
+        assert container["image"] == WORKER_IMAGE, where
+        assert "command" not in container and "args" not in container, where
+    assert "ray.io/overwrite-container-cmd" not in doc["metadata"].get("annotations", {})
 
 
 def test_rayjob_runs_the_training_stage_and_cleans_up() -> None:
@@ -317,7 +321,7 @@ def test_aws_cluster_config_passes_ray_validation() -> None:
     assert set(types) == {prepared["head_node_type"], "gpu_worker"}
     assert types["gpu_worker"]["node_config"]["InstanceType"].startswith(("g", "p"))  # a GPU instance family
     assert types["gpu_worker"]["max_workers"] <= prepared["max_workers"]
-    assert any("infra/bootstrap.sh" in command for command in prepared["setup_commands"])
+    assert prepared["docker"]["image"] == WORKER_IMAGE and prepared["setup_commands"] == []  # nothing to install
     assert "." in prepared["file_mounts"].values()
 
 
@@ -392,7 +396,8 @@ def test_no_literal_secrets_in_manifests(item: tuple[Path, dict]) -> None:
 def test_secrets_referenced_are_documented() -> None:
     referenced = {e["valueFrom"]["secretKeyRef"]["name"] for _, doc in DOCS for _, c, _ in containers(doc)
                   for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
-    assert referenced == {"postgres-credentials", "mlflow-s3", "prefect-db", "gen-platform-ray-token"}
+    assert referenced == {"postgres-credentials", "mlflow-s3", "prefect-db", "gen-platform-ray-token",
+                          "gen-platform-data-s3"}
     readme = (INFRA / "README.md").read_text()
     for name in referenced:
         assert f"create secret generic {name}" in readme, f"infra/README.md must say how to create {name}"
@@ -471,7 +476,7 @@ def test_image_pin_rule() -> None:
 
 def test_every_image_is_pinned() -> None:
     images = _all_images()
-    assert {image for _, image in images} >= {"rayproject/ray:2.60.0-py311-gpu", "postgres:17.6",
+    assert {image for _, image in images} >= {WORKER_IMAGE, "rayproject/ray:2.60.0-py311-gpu", "postgres:17.6",
                                               "prefecthq/prefect:3.9.1-python3.11"}
     unpinned = [f"{where}: {image}" for where, image in images if not image_is_pinned(image)]
     assert not unpinned
@@ -529,6 +534,17 @@ def test_urls_point_at_the_services() -> None:
     assert 8265 in {port["containerPort"] for port in head["ports"]}
     assert _one("Deployment", "prefect-worker")["spec"]["template"]["spec"]["containers"][0]["args"][0].count(
         "--pool gen-platform")
+
+
+def test_the_prefect_worker_reads_data_versions_from_an_s3_remote_with_credentials_from_a_secret() -> None:
+    from gen_platform.data.remote import DVC_REMOTE
+
+    worker = _one("Deployment", "prefect-worker")["spec"]["template"]["spec"]["containers"][0]
+    assert (env_value(worker, DVC_REMOTE) or "").startswith("s3://")
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in worker["env"] if "valueFrom" in e}
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        assert secrets[name] == {"name": "gen-platform-data-s3", "key": name} | (
+            {"optional": True} if name == "AWS_ENDPOINT_URL" else {}), name
 
 
 def test_backend_urls_point_at_postgres() -> None:
@@ -592,7 +608,7 @@ def test_probes_check_health_endpoints() -> None:
 def _run_bootstrap(workspace: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     fake_pip = tmp_path / "fake-pip"
     fake_pip.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$RECORD/args"\n'
-                        'cp "$5" "$RECORD/constraints.txt"; cp -R "$6" "$RECORD/src"\n')
+                        'cp "$5" "$RECORD/constraints.txt"; cp -R "${6%%[*}" "$RECORD/src"\n')
     fake_pip.chmod(0o755)
     record = tmp_path / "record"
     record.mkdir()
@@ -608,6 +624,7 @@ def test_bootstrap_installs_the_project_with_cuda_torch(tmp_path: Path) -> None:
     record = tmp_path / "record"
     args = (record / "args").read_text().split()
     assert args[:4] == ["install", "--no-cache-dir", "--quiet", "--constraint"]
+    assert args[5].endswith("[worker,pipeline]")  # the whole platform: the Prefect worker runs the flows
     constraints = (record / "constraints.txt").read_text().splitlines()
     assert constraints == (REPO / "constraints.txt").read_text().splitlines()  # the lock file as it is
     assert [line for line in constraints if line.startswith("torch==")] == ["torch==2.13.0"]  # PyPI's CUDA build
@@ -618,3 +635,78 @@ def test_bootstrap_refuses_an_empty_workspace(tmp_path: Path) -> None:
     result = _run_bootstrap(tmp_path / "nothing", tmp_path)
     assert result.returncode == 1
     assert "copy the repository" in result.stderr
+
+
+# --- the worker image ------------------------------------------------------------------------------------------
+
+DOCKERFILE = INFRA / "docker" / "worker.Dockerfile"
+# What a Ray node never runs: the orchestrator, the data tools, the MLflow server (the `pipeline` extra).
+NOT_ON_A_RAY_NODE = {"prefect", "dvc", "dvc-s3", "great-expectations", "mlflow", "flask", "gunicorn"}
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", "\n".join(line for line in path.read_text().splitlines()
+                                             if not line.lstrip().startswith("#")))
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in text.splitlines() if line.strip()]
+
+
+def _docker_context_admits(path: str) -> bool:
+    """Whether .dockerignore lets `path` into the build context: the last pattern that matches decides."""
+    admitted = True
+    for pattern in (REPO / ".dockerignore").read_text().splitlines():
+        pattern = pattern.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negated, pattern = pattern.startswith("!"), pattern.lstrip("!").rstrip("/")
+        if fnmatch.fnmatch(path, pattern):
+            admitted = negated
+    return admitted
+
+
+def test_the_worker_image_is_rays_cuda_image_with_the_worker_extra() -> None:
+    instructions = _instructions(DOCKERFILE)
+    defaults = dict(arguments.split("=", 1) for kind, arguments in instructions if kind == "ARG")
+    (base,) = [arguments for kind, arguments in instructions if kind == "FROM"]
+    assert re.sub(r"\$\{(\w+)\}", lambda m: defaults[m[1]], base) == f"rayproject/ray:{_pyproject_pins()['ray']}-py311-gpu"
+    (install,) = [arguments for kind, arguments in instructions if kind == "RUN"]
+    assert "--constraint /tmp/gen_platform/constraints.txt" in install  # the lock file: torch==2.13.0, PyPI's CUDA build
+    assert '"/tmp/gen_platform[worker]"' in install and "bootstrap" not in install
+    sources = [word for kind, arguments in instructions if kind == "COPY"
+               for word in arguments.split()[:-1] if not word.startswith("--")]
+    assert set(sources) == {"pyproject.toml", "constraints.txt", "README.md", "gen_platform"}
+    for source in sources:
+        assert (REPO / source).exists() and _docker_context_admits(source), source
+    assert not _docker_context_admits(".venv") and not _docker_context_admits("data")
+
+
+def _closure(requirement: str) -> set[str]:
+    """The distributions `requirement` installs, read from the installed packages' metadata (extras followed)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    found: set[tuple[str, frozenset]] = set()
+    pending = [Requirement(requirement)]
+    while pending:
+        wanted = pending.pop()
+        key = (re.sub(r"[-_.]+", "-", wanted.name).lower(), frozenset(wanted.extras))
+        if key in found:
+            continue
+        found.add(key)
+        try:
+            needs = [Requirement(text) for text in requires(wanted.name) or []]
+        except PackageNotFoundError:
+            continue
+        pending += [need for need in needs if need.marker is None
+                    or any(need.marker.evaluate({"extra": extra}) for extra in wanted.extras or {""})]
+    return {name for name, _ in found}
+
+
+def test_the_worker_extra_holds_ray_torch_and_the_mlflow_client_but_no_server() -> None:
+    installed = _closure("gen_platform[worker]")
+    assert {"torch", "ray", "mlflow-skinny", "gen-platform"} <= installed
+    assert not installed & NOT_ON_A_RAY_NODE, sorted(installed & NOT_ON_A_RAY_NODE)
+    assert NOT_ON_A_RAY_NODE <= _closure("gen_platform[worker,pipeline]")  # what `make setup` installs
+    assert ["torch==2.13.0"] == [line for line in (REPO / "constraints.txt").read_text().splitlines()
+                                 if line.startswith("torch==")]
