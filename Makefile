@@ -17,7 +17,7 @@ INSTALL := $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/pyth
 	$(foreach links,$(FIND_LINKS),--find-links $(links))
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-unit bench clean stack-up stack-down
+.PHONY: setup run test test-unit bench docs-images clean stack-up stack-down
 
 setup: $(STAMP)
 
@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@# pip only for uv itself; uv, several times faster, for everything else under the same pins
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
 	$(INSTALL) -e ".[worker,pipeline,test]"
+	@# clean-fid: its resize is the reference tests/unit/test_inception.py checks ours against. Without its
+	@# dependencies: they name torchvision, whose wheels require a torch build of their own.
+	$(INSTALL) --no-deps clean-fid==0.1.35
 	@touch $@
 
 # Runs the whole DVC pipeline on the embedded default dataset (scikit-learn digits).
@@ -42,6 +45,10 @@ test: setup
 
 test-unit: setup
 	pytest -m "not integration"
+
+# The pictures of README.md and docs/ from real runs on this machine (about 25 minutes on 2 cores).
+docs-images: setup
+	python docs/make_images.py
 
 bench: setup
 	$(INSTALL) -e ".[worker,pipeline,test,bench]"

@@ -251,6 +251,7 @@ def tune(params: PipelineParams, ws: Workspace, resume: bool = False, process_ru
 
     from gen_platform.evaluation.classifier import SavedClassifier
     from gen_platform.models import get_family
+    from gen_platform.tracking.metric_names import search_metric
     from gen_platform.tracking.search_runs import LiveTrialRuns, log_search, search_run, trial_runs
     from gen_platform.training.launcher import read_result_checkpoint
     from gen_platform.tuning.search import run_search, trial_params
@@ -281,7 +282,8 @@ def tune(params: PipelineParams, ws: Workspace, resume: bool = False, process_ru
         decision = _register(best_params, ws, ws.tuned_model_dir, best_run, scores, _validated_profile(ws, verdict))
         mlflow.set_tags({"best_trial": best.trial_id, "best_run_id": best_run,
                          "promotion.promoted": str(decision["promoted"]), "promotion.reason": decision["reason"]})
-        mlflow.log_metrics({f"best_{search.metric}": scores[search.metric], "trial_epochs": search.trial_epochs})
+        mlflow.log_metrics({search_metric(f"best_{search.metric}"): scores[search.metric],
+                            search_metric("trial_epochs"): search.trial_epochs})
     summary = {"parent_run_id": parent.info.run_id, "best_trial": best.trial_id, "best_sample": best.sample,
                "metric": search.metric, "best_value": scores[search.metric], "trials": len(search.trials),
                **{f"trials_{status}": count for status, count in counts.items()},

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gen_platform.tracking.metric_names import epoch_metric
 from gen_platform.training.hooks import EpochHook, WorkerState
 
 STEP_KEY = "epoch_seconds"  # in every epoch's record: its history says which epochs are logged
@@ -37,10 +38,10 @@ def log_epochs(tracking_uri: str, run_id: str, records: list[dict[str, Any]]) ->
     from mlflow.entities import Metric
 
     client = MlflowClient(tracking_uri)
-    logged = {metric.step for metric in client.get_metric_history(run_id, STEP_KEY)}
+    logged = {metric.step for metric in client.get_metric_history(run_id, epoch_metric(STEP_KEY))}
     fresh = [record for record in records if int(record["epoch"]) not in logged]
     now = int(time.time() * 1000)
-    metrics = [Metric(key, float(value), now, int(record["epoch"]))
+    metrics = [Metric(epoch_metric(key), float(value), now, int(record["epoch"]))
                for record in fresh for key, value in record.items() if key != "epoch"]
     for start in range(0, len(metrics), 1000):  # MLflow's batch limit
         client.log_batch(run_id, metrics=metrics[start:start + 1000])

@@ -240,13 +240,14 @@ def require_complete_record(client: mlflow.MlflowClient, run_id: str) -> None:
     """Refuse to register from a run whose record is incomplete: not FINISHED (its process died, or it failed
     while the tracking server was unreachable), or with epochs missing from its curves."""
     from gen_platform.tracking.live import STEP_KEY
+    from gen_platform.tracking.metric_names import epoch_metric
 
     run = client.get_run(run_id)
     if run.info.status != "FINISHED":
         raise IncompleteRunRecord(f"MLflow run {run_id} is {run.info.status}, not FINISHED: its record is incomplete, "
                                   "so its model is not registered; train again (a killed training resumes from its "
                                   "last checkpoint)")
-    epochs = sorted(metric.step for metric in client.get_metric_history(run_id, STEP_KEY))
+    epochs = sorted(metric.step for metric in client.get_metric_history(run_id, epoch_metric(STEP_KEY)))
     if epochs != list(range(1, len(epochs) + 1)):
         missing = sorted(set(range(1, max(epochs) + 1)) - set(epochs))
         raise IncompleteRunRecord(f"MLflow run {run_id} lacks the metrics of epochs {missing}: its record is "

@@ -14,6 +14,7 @@ from gen_platform.evaluation.images import epoch_progress_grid, image_grid
 from gen_platform.scoring import Evaluation
 from gen_platform.tracking.lineage import lineage_tags, log_provenance, logged_params, run_name
 from gen_platform.tracking.live import EpochRelay, LiveCurves, log_epochs
+from gen_platform.tracking.metric_names import evaluation_metric
 from gen_platform.tracking.outage import wait_for_tracking, without_retries
 from gen_platform.tracking.owners import fail_orphaned_runs, owner_tags
 from gen_platform.tracking.store import tracking_uri, use_experiment
@@ -103,7 +104,8 @@ def log_evaluation(ws: Workspace, params: PipelineParams, run_id: str, evaluatio
     # reopened (RUNNING again) by this process: its owner tag says so, or another process's start would take the run
     # for one whose process died
     with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None, tags=owner_tags()) as run:
-        mlflow.log_metrics({k: v for k, v in evaluation.scores.items() if k not in run.data.metrics})
+        scores = {evaluation_metric(name): value for name, value in evaluation.scores.items()}
+        mlflow.log_metrics({name: value for name, value in scores.items() if name not in run.data.metrics})
         for name, picture in evaluation.pictures.items():
             mlflow.log_image(picture, f"{name}.png")
             mlflow.log_image(picture, key=name, step=params.train.epochs)  # MLflow's image comparison across runs

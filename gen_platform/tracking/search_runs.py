@@ -12,6 +12,7 @@ from ray.tune import Callback
 from gen_platform.config import PipelineParams
 from gen_platform.errors import GenPlatformError
 from gen_platform.tracking.lineage import lineage_tags, log_provenance
+from gen_platform.tracking.metric_names import epoch_metric, search_metric
 from gen_platform.tracking.outage import wait_for_tracking
 from gen_platform.tracking.owners import fail_orphaned_runs, owner_tags
 from gen_platform.tracking.store import tracking_uri, use_experiment
@@ -91,7 +92,7 @@ class LiveTrialRuns(Callback):
         if run_id is None:
             return
         step = int(result["epoch"])
-        metrics = [mlflow.entities.Metric(k, float(v), int(result.get("timestamp", 0)) * 1000, step)
+        metrics = [mlflow.entities.Metric(epoch_metric(k), float(v), int(result.get("timestamp", 0)) * 1000, step)
                    for k, v in result.items() if k.startswith(("train_", "val_"))]
         self._client().log_batch(run_id, metrics=metrics)
 
@@ -123,9 +124,9 @@ def log_search(search: SearchResult, runs: dict[str, str]) -> None:
         client.set_tag(run_id, "asha_stopped", str(trial.stopped_early))
         if trial.error:
             client.set_tag(run_id, "error", trial.error[:5000])
-        client.log_metric(run_id, f"final_{search.metric}", trial.metric)
+        client.log_metric(run_id, search_metric(f"final_{search.metric}"), trial.metric)
         client.set_terminated(run_id, "FAILED" if trial.status == "failed" else "FINISHED")
-    mlflow.log_metrics({f"trials_{status}": count for status, count in search.counts().items()})
+    mlflow.log_metrics({search_metric(f"trials_{status}"): count for status, count in search.counts().items()})
     mlflow.log_figure(search_plot(search), "search.png")
 
 

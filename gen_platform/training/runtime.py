@@ -56,10 +56,11 @@ def ensure_ray(state_api: bool = True) -> None:
     if loopback_only:
         env_vars["GLOO_SOCKET_IFNAME"] = "lo"
         runtime_env["worker_process_setup_hook"] = SETUP_HOOK
-    if not address:
-        # No node of a local runtime can be preempted, so each fit skips Train V2's PreemptionWatcher actor,
-        # whose start-up took 0.37 of 2 cores from a short fit's epochs (`bench.train_throughput --quick`).
+        # No node of a local runtime, or of a loopback-only cluster (one machine: the local stack's head), can be
+        # preempted, so each fit skips Train V2's PreemptionWatcher actor, whose start-up took 0.37 of 2 cores from
+        # a short fit's epochs (`bench.train_throughput --quick`) and which polls the GCS every 5 s.
         env_vars[PREEMPTION_WATCHER] = os.environ.get(PREEMPTION_WATCHER, "0")
+    if not address:
         # Ray starts worker processes at nice 15, below its own daemons, so that on a shared node they come first.
         # On one's own machine the training worker is the workload, as a plain loop would be: at nice 15 every
         # daemon wake-up takes its core first (an interleaved A/B of `bench.train_throughput`'s fits, 5 rounds:

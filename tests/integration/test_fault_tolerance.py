@@ -74,7 +74,7 @@ def test_worker_loss_resumes_from_the_last_checkpoint(workspace):
     assert len(runs) == 1
     # each epoch once; epochs the lost group's rank 0 had not logged yet (it logs in the background) are filled
     # in by the driver after the training, so the history is not in epoch order
-    steps = sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "val_neg_elbo"))
+    steps = sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "val/neg_elbo"))
     assert steps == [1, 2, 3, 4]
     champion = client.get_model_version_by_alias("vae-digits", "champion")
     assert champion.run_id == runs[0].info.run_id
@@ -118,7 +118,7 @@ def test_driver_loss_resumes_the_same_run_from_checkpoints_in_object_storage(wor
     assert "resumed from the checkpoint of epoch" in output and "epoch 1/12" not in output
     mlflow = mlflow_client(workspace)
     # each epoch once; the history is in logging order, and an epoch whose live logging failed is filled in last
-    steps = sorted(m.step for m in mlflow.get_metric_history(run_id, "val_neg_elbo"))
+    steps = sorted(m.step for m in mlflow.get_metric_history(run_id, "val/neg_elbo"))
     assert steps == list(range(1, 13))
     assert mlflow.get_run(run_id).info.status == "FINISHED" and not in_progress.exists()
     assert mlflow.get_run(run_id).data.tags["ray_checkpoint"].startswith(f"s3://driver-loss/checkpoints/{run_id}/")
@@ -201,7 +201,7 @@ def paused_training(workspace) -> PausedTraining:
         # rank 0 logs in the background: epoch 1 arrives while the training is held before epoch 2
         steps_while_training = []
         while not steps_while_training and time.monotonic() < deadline:
-            steps_while_training = [m.step for m in client.get_metric_history(watched.info.run_id, "val_neg_elbo")]
+            steps_while_training = [m.step for m in client.get_metric_history(watched.info.run_id, "val/neg_elbo")]
             time.sleep(0.2)
     finally:
         (workspace / "go").touch()
@@ -217,7 +217,7 @@ def test_a_watcher_sees_per_epoch_metrics_while_the_run_is_running(workspace, pa
     client, _ = _runs(workspace)
     finished = client.get_run(paused_training.run_id)
     assert finished.info.status == "FINISHED"
-    steps = [m.step for m in client.get_metric_history(paused_training.run_id, "val_neg_elbo")]
+    steps = [m.step for m in client.get_metric_history(paused_training.run_id, "val/neg_elbo")]
     assert steps == list(range(1, EPOCHS + 1))
     assert any(key.startswith("system/") for key in finished.data.metrics), sorted(finished.data.metrics)
 

@@ -59,14 +59,17 @@ def test_first_repro_registers_a_champion_that_samples(workspace, ray_head):
     assert run_data.tags["data_version"] == data_md5
     assert len(run_data.tags["git_commit"]) >= 40 and run_data.tags["validation"] == "passed"
     assert run_data.params["model.vae.beta"] == "1.0" and run_data.params["train.num_workers"] == "1"
-    curve = client.get_metric_history(champion.run_id, "val_neg_elbo")
+    curve = client.get_metric_history(champion.run_id, "val/neg_elbo")
     assert [m.step for m in curve] == list(range(1, EPOCHS + 1))
-    expected_metrics = {"train_loss", "train_recon", "train_kl", "val_neg_elbo", "test_neg_elbo", "nll",
-                        "fd", "kid", "precision", "recall", "density", "coverage", "classifier_test_accuracy",
-                        "copy_rate", "copy_threshold", "fd_ci_low", "fd_ci_high", "metric_real_images",
-                        "metric_generated_images", "nll_images"}
+    # MLflow's chart sections: per-epoch curves under train/ and val/, the evaluation under eval/
+    expected_metrics = {"train/loss", "train/recon", "train/kl", "val/neg_elbo"} | {
+        f"eval/{name}" for name in ("test_neg_elbo", "nll", "fd", "kid", "precision", "recall", "density", "coverage",
+                                    "classifier_test_accuracy", "copy_rate", "copy_threshold", "fd_ci_low",
+                                    "fd_ci_high", "metric_real_images", "metric_generated_images", "nll_images")}
     assert expected_metrics <= set(run_data.metrics)
-    metrics = run_data.metrics  # the sample sizes the params ask for, and the FD inside its interval
+    assert {name.split("/")[0] for name in run_data.metrics} <= {"train", "val", "eval", "system"}
+    # the sample sizes the params ask for, and the FD inside its interval
+    metrics = {name.removeprefix("eval/"): value for name, value in run_data.metrics.items()}
     asked = yaml.safe_load((workspace / "params.yaml").read_text())["evaluate"]["metric_samples"]
     assert metrics["metric_real_images"] == metrics["metric_generated_images"] == asked == QUICK_EVALUATION["metric_samples"]
     assert metrics["fd_ci_low"] <= metrics["fd"] <= metrics["fd_ci_high"]
@@ -87,7 +90,7 @@ def test_lineage_of_the_trained_champion(workspace):
     assert lineage["data"] == {"md5": data_md5, "dvc_path": "data/raw", "dataset": "digits"}
     assert lineage["validation"]["verdict"] == "passed"
     assert lineage["validation"]["report"].endswith("/lineage/validation.html")
-    assert lineage["params"]["model.vae.beta"] == "1.0" and "nll" in lineage["metrics"]
+    assert lineage["params"]["model.vae.beta"] == "1.0" and "eval/nll" in lineage["metrics"]
     assert lineage["search"] is None and lineage["flow_run_id"] is None
     assert lineage["promotion"]["promoted"] == "True"
     printed = run(["genp", "lineage", f"{MODEL}/1"], workspace).stdout
@@ -194,8 +197,9 @@ def test_switching_family_is_one_value_in_a_dvc_experiment(workspace, ray_head):
     assert run_data.tags["dvc_experiment"] == "gan-hinge"
     shown = run(["dvc", "exp", "show", "--json"], workspace).stdout
     assert "gan-hinge" in shown and "val_fd" in shown  # `dvc exp show` lists the experiment's final metrics
-    assert {"fd", "kid", "precision", "recall", "density", "coverage", "val_fd", "train_d_loss"} <= set(run_data.metrics)
-    assert "nll" not in run_data.metrics
+    assert {"eval/fd", "eval/kid", "eval/precision", "eval/recall", "eval/density", "eval/coverage", "val/fd",
+            "train/d_loss"} <= set(run_data.metrics)
+    assert "eval/nll" not in run_data.metrics
     assert champion.tags["selection_metric"] == "val_fd"
     artifacts = {a.path for a in client.list_artifacts(champion.run_id)}
     assert {"samples.png", "fixed_noise_by_epoch.png", "model_card.md"} <= artifacts

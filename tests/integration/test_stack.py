@@ -316,4 +316,4 @@ def test_a_killed_flow_run_ends_crashed_and_its_retry_resumes_the_training(stack
     assert json.loads((root / "run.json").read_text())["status"] == "completed"
     assert reported_mlflow_run(base, flow_run["id"]) == run_id
     assert client.get_run(run_id).info.status == "FINISHED"
-    assert sorted(m.step for m in client.get_metric_history(run_id, "val_neg_elbo")) == list(range(1, 9))
+    assert sorted(m.step for m in client.get_metric_history(run_id, "val/neg_elbo")) == list(range(1, 9))

@@ -113,7 +113,7 @@ def _kill_at_epoch_two(ws: Path, driver: Driver) -> None:
 
 
 def _steps(client: mlflow.MlflowClient, run_id: str) -> list[int]:
-    return sorted(metric.step for metric in client.get_metric_history(run_id, "val_neg_elbo"))
+    return sorted(metric.step for metric in client.get_metric_history(run_id, "val/neg_elbo"))
 
 
 def test_epochs_logged_during_an_outage_reach_the_restarted_server(server):

@@ -53,7 +53,7 @@ def test_search_registers_the_best_trial(workspace, family, ray_head):
     assert all(child.data.tags["data_version"] == parent.data.tags["data_version"] for child in children)
     best = client.get_run(parent.data.tags["best_run_id"])
     assert best.data.tags["mlflow.parentRunId"] == parent.info.run_id
-    assert {"fd", "kid", summary["metric"]} <= set(best.data.metrics)  # scored like a trained model
+    assert {"eval/fd", "eval/kid", "val/" + summary["metric"].removeprefix("val_")} <= set(best.data.metrics)  # scored like a trained model
     assert "model_card.md" in {a.path for a in client.list_artifacts(best.info.run_id)}
     assert best.data.tags["data_version"] == parent.data.tags["data_version"] != "untracked"
     assert "search.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -67,7 +67,7 @@ def test_search_registers_the_best_trial(workspace, family, ray_head):
     assert lineage["search"] == {"parent_run_id": parent.info.run_id, "trial_id": best.data.tags["trial_id"]}
     assert lineage["data"]["md5"] == parent.data.tags["data_version"] and lineage["code"]["git_commit"]
     assert lineage["validation"]["report"].endswith("/lineage/validation.html")  # the search's, on its parent
-    assert {summary["metric"], "fd"} <= set(lineage["metrics"])
+    assert {"val/" + summary["metric"].removeprefix("val_"), "eval/fd"} <= set(lineage["metrics"])
 
 
 def test_second_search_never_installs_a_worse_champion(workspace, ray_head):

@@ -66,7 +66,7 @@ def test_a_registered_family_trains_evaluates_and_registers(toy, tmp_path):
     champion = client.get_model_version_by_alias("toy-digits", "champion")
     run = client.get_run(champion.run_id)
     assert run.data.params["model.family"] == "toy" and run.data.params["model.toy.learning_rate"] == "0.5"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_bce")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/bce")] == [1, 2]
     model = load_generator("models:/toy-digits@champion")
     assert isinstance(model, toy_family.PixelMeans) and model.sample(3).shape == (3, 1, 8, 8)
 

@@ -79,3 +79,22 @@ def test_evaluation_adds_fid_only_when_an_extractor_is_configured(detector_file,
     with_fid = parse_params({"evaluate": evaluate | {"inception_weights": detector_file.name}})
     scores = evaluate_model(model, with_fid, splits, saved, root=detector_file.parent).scores
     assert scores["fid"] > 0 and scores["fd"] > 0
+
+
+@pytest.mark.parametrize("size", [8, 28, 64, 512])
+def test_images_are_resized_as_clean_fid_resizes_them(size):
+    """Against clean-fid's own resize (`cleanfid.resize`, its "clean" mode), on fixed images: smaller and larger
+    than 299, where antialiasing matters."""
+    from cleanfid.resize import build_resizer
+
+    from gen_platform.evaluation.inception import clean_resize
+
+    generator = torch.Generator().manual_seed(size)
+    images = torch.rand(3, 3, size, size, generator=generator) * 255
+    ours = clean_resize(images)
+    theirs = torch.stack([torch.from_numpy(build_resizer("clean")(image.permute(1, 2, 0).numpy())).permute(2, 0, 1)
+                          for image in images])
+    assert ours.shape == theirs.shape == (3, 3, INPUT_SIZE, INPUT_SIZE)
+    assert torch.allclose(ours, theirs, atol=1e-3)
+    bilinear = torch.nn.functional.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear").clamp(0, 255)
+    assert (bilinear - theirs).abs().max() > 1  # the resize it replaces differs: the comparison can fail

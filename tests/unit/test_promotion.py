@@ -295,8 +295,8 @@ def test_a_registration_waits_a_bounded_time_for_a_held_lock(store, monkeypatch)
 def test_registration_refuses_a_run_whose_record_is_incomplete(store):
     client = mlflow.MlflowClient()
     with mlflow.start_run() as gap:
-        mlflow.log_metric("epoch_seconds", 0.1, step=1)
-        mlflow.log_metric("epoch_seconds", 0.1, step=3)
+        mlflow.log_metric("train/epoch_seconds", 0.1, step=1)
+        mlflow.log_metric("train/epoch_seconds", 0.1, step=3)
     with pytest.raises(IncompleteRunRecord, match=r"lacks the metrics of epochs \[2\]"):
         registry.require_complete_record(client, gap.info.run_id)
     running = client.create_run(mlflow.get_experiment_by_name("promotion").experiment_id)
@@ -304,5 +304,5 @@ def test_registration_refuses_a_run_whose_record_is_incomplete(store):
         registry.require_complete_record(client, running.info.run_id)
     with mlflow.start_run() as complete:
         for epoch in (1, 2):
-            mlflow.log_metric("epoch_seconds", 0.1, step=epoch)
+            mlflow.log_metric("train/epoch_seconds", 0.1, step=epoch)
     registry.require_complete_record(client, complete.info.run_id)
