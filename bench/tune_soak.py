@@ -1,18 +1,22 @@
-"""Soak test of searches: consecutive 8-trial searches of each family, each in a fresh Ray runtime and back
-to back in one runtime, on this machine. Criteria: every search finishes with no failed trial, no placement
-group is left after a search, no Train worker group timed out, and the slowest search takes at most 1.5×
-the median of its family and mode. Writes bench/results/tune_soak.json.
+"""Soak test of searches: consecutive searches of each family, each in a fresh Ray runtime and back to back
+in one runtime, on this machine, in two trial shapes: single-process trials (Tune function trainables, 8 per
+search) and trials that are Ray Train runs of 2 workers each (a Train controller and its worker group per
+trial, 4 per search; on 2 cores they run one at a time). Criteria: every search finishes with no failed
+trial, no placement group is left after a search, no Train worker group timed out, and the slowest search
+takes at most 1.5× the median of its shape, family and mode. Writes bench/results/tune_soak.json.
 
-    python -m bench.tune_soak            (part of `make bench`; about 15 minutes, so it runs there only)
+    python -m bench.tune_soak            (part of `make bench`; about 25 minutes, so it runs there only)
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,17 @@ from bench._results import write_result
 RESULT = Path(__file__).parent / "results" / "tune_soak.json"
 MODES = ("fresh runtime", "one runtime")
 SLOWEST_OVER_MEDIAN = 1.5
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The trials of one soaked set of searches."""
+    workers_per_trial: int
+    trials: int
+    searches: int
+
+
+SHAPES = (Shape(workers_per_trial=1, trials=8, searches=5), Shape(workers_per_trial=2, trials=4, searches=3))
 
 
 def leaked_placement_groups(timeout: float = 20.0) -> int:
@@ -53,56 +68,58 @@ def startup_timeouts() -> int:
                for path in logs.rglob("*") if path.is_file() and path.suffix in {".log", ".err", ".out"})
 
 
-def one_search(family: str, mode: str, index: int, splits: dict, classifier: SavedClassifier, root: Path,
-               trials: int, epochs: int) -> dict[str, Any]:
-    params = parse_params({"model": {"family": family}, "tune": {"trials": trials, "max_epochs": epochs,
-                                                               "seed": index}})
+def one_search(shape: Shape, family: str, mode: str, index: int, splits: dict, classifier: SavedClassifier,
+               root: Path, epochs: int) -> dict[str, Any]:
+    params = parse_params({"model": {"family": family}, "tune": {
+        "trials": shape.trials, "max_epochs": epochs, "seed": index, "workers_per_trial": shape.workers_per_trial}})
+    name = f"soak-{shape.workers_per_trial}w-{family}-{mode.split()[0]}-{index}"
     started = time.perf_counter()
-    search = run_search(params, splits["train"], splits["val"], root, classifier, name=f"soak-{family}-{mode.split()[0]}-{index}")
+    search = run_search(params, splits["train"], splits["val"], root, classifier, name=name)
     wall = time.perf_counter() - started
-    return {"family": family, "mode": mode, "search": index, "wall_seconds": round(wall, 1), **search.counts(),
+    return {"workers_per_trial": shape.workers_per_trial, "family": family, "mode": mode, "search": index,
+            "trials": shape.trials, "wall_seconds": round(wall, 1), **search.counts(),
             "trial_epochs": search.trial_epochs, "leaked_placement_groups": leaked_placement_groups(),
             "errors": [t.error for t in search.trials if t.error]}
 
 
-def soak(families: tuple[str, ...] = ("vae", "gan"), searches: int = 5, modes: tuple[str, ...] = MODES,
-         trials: int = 8, epochs: int = 4) -> dict[str, Any]:
+def soak(shapes: tuple[Shape, ...] = SHAPES, families: tuple[str, ...] = ("vae", "gan"),
+         modes: tuple[str, ...] = MODES, epochs: int = 4) -> dict[str, Any]:
     import ray
 
     splits = split_dataset(digits(), 0, 0.1, 0.1)
     classifier = SavedClassifier.of(train_classifier(splits["train"], ClassifierArchitecture(8, 1, 10), 2, 128, 1e-3, 0))
     records, summaries = [], []
     with tempfile.TemporaryDirectory() as root:
-        for family in families:
-            for mode in modes:
-                ray.shutdown()
-                ensure_ray()
-                group = []
-                for index in range(searches):
-                    if mode == "fresh runtime" and index:
-                        ray.shutdown()
-                        ensure_ray()
-                    record = one_search(family, mode, index, splits, classifier, Path(root), trials, epochs)
-                    record["startup_timeouts_in_logs"] = startup_timeouts()
-                    print(json.dumps(record), flush=True)
-                    group.append(record)
-                walls = [r["wall_seconds"] for r in group]
-                median = statistics.median(walls)
-                summaries.append({
-                    "family": family, "mode": mode, "searches": len(group), "median_wall_seconds": median,
-                    "min_wall_seconds": min(walls), "max_wall_seconds": max(walls),
-                    "slowest_over_median": round(max(walls) / median, 3),
-                    "trials_finished": sum(r["finished"] for r in group), "trials_stopped": sum(r["stopped"] for r in group),
-                    "trials_failed": sum(r["failed"] for r in group),
-                    "leaked_placement_groups": sum(r["leaked_placement_groups"] for r in group),
-                    "startup_timeouts_in_logs": max(r["startup_timeouts_in_logs"] for r in group)})
-                records += group
+        for shape, family, mode in itertools.product(shapes, families, modes):
+            ray.shutdown()
+            ensure_ray()
+            group = []
+            for index in range(shape.searches):
+                if mode == "fresh runtime" and index:
+                    ray.shutdown()
+                    ensure_ray()
+                record = one_search(shape, family, mode, index, splits, classifier, Path(root), epochs)
+                record["startup_timeouts_in_logs"] = startup_timeouts()
+                print(json.dumps(record), flush=True)
+                group.append(record)
+            walls = [r["wall_seconds"] for r in group]
+            median = statistics.median(walls)
+            summaries.append({
+                "workers_per_trial": shape.workers_per_trial, "family": family, "mode": mode,
+                "trials_per_search": shape.trials, "searches": len(group), "median_wall_seconds": median,
+                "min_wall_seconds": min(walls), "max_wall_seconds": max(walls),
+                "slowest_over_median": round(max(walls) / median, 3),
+                "trials_finished": sum(r["finished"] for r in group), "trials_stopped": sum(r["stopped"] for r in group),
+                "trials_failed": sum(r["failed"] for r in group),
+                "leaked_placement_groups": sum(r["leaked_placement_groups"] for r in group),
+                "startup_timeouts_in_logs": max(r["startup_timeouts_in_logs"] for r in group)})
+            records += group
     ray.shutdown()
     met = all(s["trials_failed"] == 0 and s["leaked_placement_groups"] == 0 and s["startup_timeouts_in_logs"] == 0
               and s["slowest_over_median"] <= SLOWEST_OVER_MEDIAN for s in summaries)
-    return {"benchmark": "tune_soak", "trials_per_search": trials, "max_epochs": epochs,
+    return {"benchmark": "tune_soak", "max_epochs": epochs,
             "criteria": f"no failed trial, no leaked placement group, no worker-group start-up timeout, slowest "
-                        f"search ≤ {SLOWEST_OVER_MEDIAN}× the median (per family and mode)",
+                        f"search ≤ {SLOWEST_OVER_MEDIAN}× the median (per trial shape, family and mode)",
             "criteria_met": met, "summaries": summaries, "searches": records}
 
 
@@ -110,9 +127,8 @@ def main() -> None:
     import os
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--searches", type=int, default=5, help="searches per family and mode")
-    args = parser.parse_args()
-    result = soak(searches=args.searches) | {"machine": f"{os.cpu_count()} CPUs"}
+    parser.parse_args()
+    result = soak() | {"machine": f"{os.cpu_count()} CPUs"}
     write_result(RESULT, result, shown=result["summaries"])
 
 
