@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -99,6 +100,19 @@ def _distributed_trial(sample: dict[str, Any], setup: dict[str, Any]) -> None:
                             classifier=setup["classifier"], callbacks=[TuneReportCallback()], log_level="ERROR",
                             family=setup["family"])
     trainer.fit()
+    _await_reports_delivered()
+
+
+def _await_reports_delivered(timeout: float = 30.0) -> None:
+    """Wait until Tune has taken the Train run's last report. TuneReportCallback passes reports through a queue
+    of one item that Tune polls only while this function runs: returning at once lost a trial's final epoch
+    (seen in bench/tune_soak.py: a 2-worker trial "ended after 3 of 4 epochs"), which made it a failure."""
+    from ray.train._internal.session import get_session
+
+    reports = get_session()._get_or_create_inter_actor_queue()
+    deadline = time.monotonic() + timeout
+    while not reports.empty() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _recording_asha(record: Path, **settings: Any) -> Any:
