@@ -128,3 +128,16 @@ def test_feedback_adds_up_the_fixed_costs_as_the_six_stages_pay_them(monkeypatch
     floors = feedback._floors(tmp_path)
     assert floors["cli"] == 2.0 and floors["cli_ray_runtime"] == 7.0
     assert floors["pipeline_floor_seconds"] == 6 * 2.0 + 3 * 3.0 + 4.0 + 5.0
+
+
+def test_search_soak_result_covers_single_process_and_multi_worker_trials_without_failure_or_leak():
+    import json
+
+    from bench.tune_soak import SHAPES
+
+    result = json.loads((BENCH / "results" / "tune_soak.json").read_text())
+    assert {s["workers_per_trial"] for s in result["summaries"]} == {shape.workers_per_trial for shape in SHAPES}
+    assert all("workers_per_trial" in search for search in result["searches"])
+    for summary in result["summaries"]:
+        assert summary["trials_failed"] == 0 and summary["leaked_placement_groups"] == 0, summary
+        assert summary["startup_timeouts_in_logs"] == 0, summary
