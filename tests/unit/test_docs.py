@@ -40,3 +40,8 @@ def test_every_local_link_of_the_documentation_resolves():
     broken = [f"{page.relative_to(REPO)}: {target}" for page in PAGES for target in LINK.findall(page.read_text())
               if "://" not in target and not (page.parent / target).exists()]
     assert not broken, broken
+
+
+def test_ci_runs_the_readme_test_command_line_as_it_stands():
+    (command,) = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("make test ")]
+    assert command in (REPO / ".ci" / "run").read_text().splitlines()
