@@ -1,5 +1,6 @@
-"""The documentation's pictures: every image README.md and docs/*.md show exists (made by `make docs-images`),
-is a PNG, and all of them stay small enough to live in the repository."""
+"""The documentation holds: every image README.md and docs/*.md show exists (made by `make docs-images`), is a
+PNG, and all of them stay small enough to live in the repository; local links resolve; CI runs the README's
+test command."""
 
 from __future__ import annotations
 
