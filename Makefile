@@ -57,7 +57,6 @@ bench: setup
 	$(BIN)/uv pip uninstall --quiet --python $(BIN)/python dataclasses
 	python -m bench.train_throughput
 	python -m bench.quality
-	python -m bench.vae_nll_gap
 	python -m bench.tune_efficiency
 	python -m bench.tune_soak
 	python -m bench.stack_load

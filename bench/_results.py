@@ -1,11 +1,14 @@
 """Every benchmark ends the same way: its result file written (folder created), stamped with the commit it ran
-on, and the result, or the part worth reading in a terminal, printed."""
+on and the machine and library versions it ran with, and the result, or the part worth reading in a terminal,
+printed."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +26,41 @@ def current_commit() -> str:
     return head + ("-dirty" if dirty else "")
 
 
+# The packages whose versions move the numbers: the compute (torch, numpy), the platform's parts, the references.
+LIBRARIES = ("torch", "numpy", "ray", "mlflow", "prefect", "dvc", "great_expectations", "pythae", "clean-fid")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None  # not installed where this benchmark ran (pythae outside `make bench`)
+
+
+def environment() -> dict:
+    """What a reading depends on besides the code: CPU model and cores (the CPUs this process may use), GPU,
+    Python and the library versions."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"machine": {"cpu": _cpu_model(), "cores": cores, "gpu": gpu, "platform": platform.platform()},
+            "python": platform.python_version(), "libraries": {name: _version(name) for name in LIBRARIES}}
+
+
 def write_result(path: Path, result: dict, shown: Any = None) -> dict:
-    result = {"commit": current_commit(), **result} if "commit" not in result else result
+    stamp = {"commit": current_commit(), "environment": environment()}
+    result = stamp | result  # a result measured elsewhere (a GPU machine) brings its own stamp
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result if shown is None else shown, indent=2), flush=True)

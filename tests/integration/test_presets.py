@@ -1,5 +1,6 @@
-"""The 64×64 RGB preset runs the whole pipeline through `dvc repro`, for the VAE and then the DCGAN, on
-generated photo crops (fewer images and epochs than the preset, the same shapes, stages and validation rules)."""
+"""The 64×64 RGB preset runs the whole pipeline through `dvc repro` on generated photo crops (fewer images and
+epochs than the preset, the same shapes, stages and validation rules). Its DCGAN block trains on the same
+photo crops in test_stack.py, as one of the concurrent runs from the Prefect UI."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def _stages_run(output: str) -> list[str]:
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
 
 
-def test_the_rgb64_preset_trains_both_families_through_dvc_repro(tmp_path, ray_head):
+def test_the_rgb64_preset_trains_through_dvc_repro(tmp_path, ray_head):
     workspace = make_workspace(tmp_path, {})
     params = yaml.safe_load((workspace / "presets" / "rgb64.yaml").read_text())
     params["classifier"]["epochs"] = 1
@@ -35,14 +36,6 @@ def test_the_rgb64_preset_trains_both_families_through_dvc_repro(tmp_path, ray_h
     vae = load_generator("models:/vae-photo-crops@champion").sample(8)
     assert vae.shape == (8, 3, 64, 64)
 
-    params["model"]["family"] = "gan"
-    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    result = run(["dvc", "repro"], workspace, env=ray_head)
-    # validation reruns (the drift gate compares with what the GAN accepted: nothing yet), finds the same verdict,
-    # so the classifier is not retrained
-    assert _stages_run(result.stdout) == ["validate", "train", "evaluate", "register"]
-    gan = load_generator("models:/gan-photo-crops@champion").sample(8)
-    assert gan.shape == (8, 3, 64, 64)
     # colour in, colour out: red and blue differ in the photographs and in the VAE's pictures
     data = load_npz(workspace / "data" / "raw" / "photo-crops.npz").images / 255.0
     assert abs(data[..., 0] - data[..., 2]).mean() > 0.05

@@ -217,7 +217,7 @@ def _image_folder(root, classes: int = 3, per_class: int = 100):
 
 def test_concurrent_runs_each_record_their_own_request_and_leave_the_repository_alone(stack, tmp_path):
     """Three trainings created at the same moment: a VAE with beta 0.5 at the older data revision, a VAE on an
-    image folder the user imported, and a GAN on photo-crops; both new datasets are committed with DVC, as a user
+    image folder the user imported, and the rgb64 preset's DCGAN on photo-crops; both new datasets are committed with DVC, as a user
     adds theirs. Each run works in its own workspace, so each registered version's MLflow run holds what its own
     request asked (its beta, its data version, its dataset's facts). Three requests are beyond the serve limit
     of 2: one queues, none is lost, and the concurrent promotions leave one consistent champion per model
@@ -230,13 +230,15 @@ def test_concurrent_runs_each_record_their_own_request_and_leave_the_repository_
     default_beta = yaml.safe_load((workspace / "params.yaml").read_text())["model"]["vae"]["beta"]
     assert default_beta != 0.5
     older = run(["git", "rev-parse", "HEAD~1"], workspace).stdout.strip()
-    small = {"validation": {"min_rows": 20}}  # 300 images: 30 in each of the validation and test splits
+    # 300 images: 30 in each of the validation and test splits; one classifier epoch (what it scores is not checked)
+    small = {"validation": {"min_rows": 20}, "classifier": {"epochs": 1}}
+    preset_gan = yaml.safe_load((workspace / "presets" / "rgb64.yaml").read_text())["model"]["gan"]
     requests = {
         "vae beta 0.5 at the older revision": ({"family": "vae", "data_revision": older,
                                                 "overrides": {"model": {"vae": {"beta": 0.5}}}}, "vae-digits", 0.5, "old"),
         "vae on an imported folder": ({"dataset": "pets", "overrides": small}, "vae-pets", default_beta, "new"),
-        "gan on photo-crops": ({"family": "gan", "dataset": "photo-crops", "overrides": {
-            **small, "model": {"gan": {"fd_samples": 100}}}}, "gan-photo-crops", None, "new")}
+        "gan on photo-crops, the rgb64 preset's DCGAN": ({"family": "gan", "dataset": "photo-crops", "overrides": {
+            **small, "model": {"gan": {**preset_gan, "fd_samples": 100}}}}, "gan-photo-crops", None, "new")}
     finished = run_together(urls["prefect"], "train/train", [{"request": r[0]} for r in requests.values()], 900)
     assert [f["state_type"] for f in finished] == ["COMPLETED"] * 3, [logs(urls["prefect"], f["id"]) for f in finished]
     assert stack_load.peak_concurrency(finished) == 2  # the serve limit, reached and kept
@@ -256,6 +258,7 @@ def test_concurrent_runs_each_record_their_own_request_and_leave_the_repository_
     # the dataset's facts came from its manifest: 64×64 RGB for photo-crops, 3 named classes for the folder
     assert client.get_run(run_ids[2]).data.params["data.image_size"] == "64"
     assert client.get_run(run_ids[2]).data.params["data.channels"] == "3"
+    assert client.get_run(run_ids[2]).data.params["model.gan.latent_dim"] == str(preset_gan["latent_dim"])
     pets = client.get_model_version_by_alias("vae-pets", "champion")
     card = client.download_artifacts(pets.run_id, "model_card.md", str(tmp_path))
     assert "0: `class-0`, 1: `class-1`, 2: `class-2`" in open(card).read()

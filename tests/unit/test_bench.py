@@ -46,22 +46,27 @@ def test_speed_ratios_need_one_reference_per_round():
         speed_ratios([1.0, 2.0], [1.0])
 
 
-def test_no_worse_over_seeds_counts_a_gap_beyond_two_seed_errors_as_worse():
+def test_no_worse_over_seeds_counts_an_interval_beyond_the_margin_as_worse():
     from bench._stats import no_worse_over_seeds
 
-    worse = no_worse_over_seeds([0.10, 0.12, 0.11])  # mean 0.11, SD 0.01, SE 0.0058: far beyond 2 SE
+    worse = no_worse_over_seeds([0.10, 0.12, 0.11], margin=0.1)  # mean 0.11, SD 0.01: beyond the margin itself
     assert worse["mean_difference"] == 0.11 and worse["difference_sd"] == 0.01 and worse["seeds"] == 3
     assert worse["standard_error"] == pytest.approx(0.01 / 3 ** 0.5, abs=1e-4)
+    assert worse["upper_bound"] == pytest.approx(0.11 + 2 * 0.01 / 3 ** 0.5, abs=1e-4)
     assert not worse["no_worse"]
+    # noise cannot pass a comparison: the same mean with more spread reaches further past the margin
+    assert not no_worse_over_seeds([0.5, -0.4, 0.2], margin=0.3)["no_worse"]  # mean 0.1, SE 0.27
 
 
-def test_no_worse_over_seeds_accepts_a_gap_within_seed_noise_and_any_improvement():
+def test_no_worse_over_seeds_accepts_a_gap_inside_the_margin_and_any_clear_improvement():
     from bench._stats import no_worse_over_seeds
 
-    assert no_worse_over_seeds([0.5, -0.4, 0.2])["no_worse"]  # mean 0.1, SE 0.27
-    assert no_worse_over_seeds([-0.3, -0.31, -0.29])["no_worse"]  # consistently better
+    assert no_worse_over_seeds([0.10, 0.12, 0.11], margin=0.15)["no_worse"]  # upper bound 0.1215
+    assert no_worse_over_seeds([-0.3, -0.31, -0.29], margin=0.0)["no_worse"]  # consistently better
     with pytest.raises(ValueError):
-        no_worse_over_seeds([0.1])  # no spread from one seed
+        no_worse_over_seeds([0.1], margin=0.1)  # no spread from one seed
+    with pytest.raises(ValueError, match="margin"):
+        no_worse_over_seeds([0.1, 0.2], margin=-0.1)
 
 
 def test_process_names_group_ray_actors_python_programs_and_executables():
