@@ -256,7 +256,7 @@ def bench() -> None:
     bars = []  # (label, median ratio, min, max): > 1 means gen_platform is faster
     for dataset, entries in quality["datasets"].items():
         for family in ("vae", "gan"):
-            speed = entries[family].get("speedup") or entries[family].get("speed")
+            speed = entries[family]["images_per_second"]
             ratio = speed["median_of_round_ratios"]
             bars.append((f"{family.upper()} {dataset}\nvs {'pythae' if family == 'vae' else 'plain loop'}",
                          ratio, speed.get("min", ratio), speed.get("max", ratio)))
