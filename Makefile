@@ -27,9 +27,11 @@ $(STAMP): pyproject.toml constraints.txt
 	@# pip only for uv itself; uv, several times faster, for everything else under the same pins
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
 	$(INSTALL) -e ".[worker,pipeline,test]"
-	@# clean-fid: its resize is the reference tests/unit/test_inception.py checks ours against. Without its
-	@# dependencies: they name torchvision, whose wheels require a torch build of their own.
-	$(INSTALL) --no-deps clean-fid==0.1.35
+	@# The references the tests and benchmarks compare with, without their dependencies: clean-fid's resize
+	@# (tests/unit/test_inception.py; its dependencies name torchvision, whose wheels require a torch build of
+	@# their own) and pythae (bench/quality.py and its quick mode in make test; its dependencies name the Python
+	@# 3.6 `dataclasses` backport, which shadows the standard library: Prefect's server fails to start with it).
+	$(INSTALL) --no-deps clean-fid==0.1.35 pythae==0.1.2
 	@touch $@
 
 # Runs the whole DVC pipeline on the embedded default dataset (scikit-learn digits).
@@ -50,12 +52,10 @@ test-unit: setup
 docs-images: setup
 	python docs/make_images.py
 
+# Every benchmark, then the results section of docs/benchmarks.md from what they wrote (several hours on 2 cores).
 bench: setup
-	$(INSTALL) -e ".[worker,pipeline,test,bench]"
-	@# pythae pulls the Python 3.6 `dataclasses` backport, which shadows the standard library (Prefect's
-	@# server fails to start with it): remove it again.
-	$(BIN)/uv pip uninstall --quiet --python $(BIN)/python dataclasses
 	python -m bench.train_throughput
+	python -m bench.profile_epoch
 	python -m bench.quality
 	python -m bench.tune_efficiency
 	python -m bench.tune_soak
@@ -63,6 +63,7 @@ bench: setup
 	python -m bench.scale
 	python -m bench.feedback
 	python -m bench.make_test
+	python -m bench.report
 
 # Prefect server, MLflow server, Ray head and the deployments' serve process, on 127.0.0.1.
 stack-up: setup

@@ -58,8 +58,13 @@ def environment() -> dict:
             "python": platform.python_version(), "libraries": {name: _version(name) for name in LIBRARIES}}
 
 
+# Read when the benchmark starts, not when it writes: the code that ran is the code of this moment, whatever is
+# committed or edited while it runs.
+COMMIT_AT_START = current_commit()
+
+
 def write_result(path: Path, result: dict, shown: Any = None) -> dict:
-    stamp = {"commit": current_commit(), "environment": environment()}
+    stamp = {"commit": COMMIT_AT_START, "environment": environment()}
     result = stamp | result  # a result measured elsewhere (a GPU machine) brings its own stamp
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")

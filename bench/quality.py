@@ -154,18 +154,31 @@ def _ours(params: PipelineParams, splits: dict[str, ImageArrays]) -> Trained:
                    train_seconds, wall - train_seconds, epochs)
 
 
-def _alone() -> None:
-    """A reference trains with the machine to itself: no Ray runtime, no process it started."""
+def _children() -> set[int]:
+    import psutil
+
+    return {child.pid for child in psutil.Process().children(recursive=True)
+            if child.is_running() and child.status() != psutil.STATUS_ZOMBIE}
+
+
+def _alone(before: set[int]) -> None:
+    """A reference trains with no Ray runtime of ours alive: no runtime in this process, and no process started
+    since `before` (the processes this benchmark found at its start) still running."""
     import psutil
     import ray
 
     if ray.is_initialized():
         raise RuntimeError("a reference must not train beside a Ray runtime: ray.shutdown() first")
     deadline = time.monotonic() + 30
-    while left := [child for child in psutil.Process().children(recursive=True) if child.is_running()
-                   and child.status() != psutil.STATUS_ZOMBIE]:
+    while left := _children() - before:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"processes still running beside a reference: {[c.name() for c in left]}")
+            names = []
+            for pid in left:
+                try:
+                    names.append(psutil.Process(pid).name())
+                except psutil.NoSuchProcess:
+                    pass
+            raise RuntimeError(f"processes still running beside a reference: {names}")
         time.sleep(0.2)
 
 
@@ -324,12 +337,13 @@ def run(dataset: str, budget: Budget = FULL) -> dict:
     classifier = train_classifier(splits["train"], ClassifierArchitecture(size, 1, 10), 3, 128, 1e-3, 0)
     features = FeatureModule(classifier)
     test = to_tensor(splits["test"].images[:scored])
+    before = _children()
 
     def trained(family: str, train: Callable[[PipelineParams], Trained], reference: bool) -> Callable[[int], tuple]:
         def side(seed: int) -> tuple[Trained, PipelineParams]:
             torch.set_num_threads(THREADS)
             if reference:
-                _alone()
+                _alone(before)
             params = _params(dataset, size, epochs, {"family": family}, seed)
             return train(params), params
         return side

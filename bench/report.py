@@ -164,10 +164,12 @@ def _provenance(name: str, result: dict) -> str:
 
 
 def render(results: Path = RESULTS) -> str:
+    """The generated section: a row per result (a dataset's block of a result each its own row), then where and
+    at which commit each was measured."""
     loaded = {name: json.loads((results / f"{name}.json").read_text()) for name in RENDERERS
               if (results / f"{name}.json").exists()}
     missing = [name for name in RENDERERS if name not in loaded]
-    commits = {str(r.get("commit")) for r in loaded.values()}
+    commits = {r.get("commit") or "not recorded" for r in loaded.values()}
     lines = [BEGIN, "",
              f"Results from {len(commits)} commit{'s' if len(commits) != 1 else ''}"
              + ("" if len(commits) == 1 else " (`make bench` rewrites them all at one)") + "."

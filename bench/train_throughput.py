@@ -20,7 +20,7 @@ min and max. Targets: step >= 0.98x the plain loop, whole epoch >= 0.90x.
 
 Two datasets, each its own block of the result (`digits`, `fashion-mnist`) with the same layout: on 8×8 digits an
 epoch takes a few hundredths of a second and fixed per-batch and per-epoch costs dominate; Fashion-MNIST (28×28,
-10,000 training images) is compute-bound, the case the verdict is about.
+its first 10,000 training images) is compute-bound, the case the verdict is about.
 
     python -m bench.train_throughput        # writes bench/results/train_throughput.json
     python -m bench.train_throughput --quick --output /tmp/tt.json   # smoke run: a few epochs, one round
@@ -61,6 +61,7 @@ class Schedule(NamedTuple):
     long: int  # epochs of every run
     warmup: int  # epochs left out of the medians
     rounds: int
+    images: int | None = None  # training images (None: the whole split; quick runs take fewer)
 
 
 class EpochClock(EpochHook):
@@ -77,9 +78,10 @@ class EpochClock(EpochHook):
 
 # The warm-up covers the start-up of the helper actors each fit starts beside its workers (controller, dataset
 # manager, placement-group cleaner: a few seconds of imports that take CPU from the first epochs).
-# Fashion-MNIST's epochs are ~50x longer than digits': fewer of them, fewer rounds, the same verdicts.
-FULL = {"digits": Schedule(80, 30, 5), "fashion-mnist": Schedule(8, 3, 3)}
-QUICK = {"digits": Schedule(6, 1, 1), "fashion-mnist": Schedule(3, 1, 1)}
+# A Fashion-MNIST epoch of 10,000 images (as bench/profile_epoch.py) is ~50x longer than digits': fewer of them,
+# fewer rounds, the same verdicts.
+FULL = {"digits": Schedule(80, 30, 5), "fashion-mnist": Schedule(8, 3, 3, images=10000)}
+QUICK = {"digits": Schedule(6, 1, 1), "fashion-mnist": Schedule(3, 1, 1, images=2000)}
 IMAGE_SIZES = {"digits": 8, "fashion-mnist": 28}
 TARGETS = {"step": 0.98, "epoch": 0.90}
 THREADS = os.cpu_count() or 1
@@ -162,6 +164,8 @@ def measure(dataset: str, schedule: Schedule) -> dict:
     paths = {"ray_train": params(1, THREADS), "ray_train_ddp": params(THREADS, 1)}
     splits = split_dataset(builtin(dataset), 0, 0.1, 0.1)
     train, val = splits["train"], splits["val"]
+    if schedule.images is not None:
+        train = ImageArrays(train.images[:schedule.images], train.labels[:schedule.images])
 
     # Rounds of plain | Ray | DDP | plain: each Ray measurement is compared with the plain runs on either
     # side of it, so a shared machine's drift does not land on one side only. Each fit starts its own Ray

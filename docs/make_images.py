@@ -260,10 +260,11 @@ def bench() -> None:
             ratio = speed["median_of_round_ratios"]
             bars.append((f"{family.upper()} {dataset}\nvs {'pythae' if family == 'vae' else 'plain loop'}",
                          ratio, speed.get("min", ratio), speed.get("max", ratio)))
-    for key, label in (("ray_train", "Ray Train epoch\nvs plain loop"), ("ray_train_ddp", "2-worker DDP epoch\nvs plain loop")):
-        epoch = throughput[key]["epoch"]
-        ratio = epoch["median_of_round_ratios"]
-        bars.append((label, ratio, epoch.get("min", ratio), epoch.get("max", ratio)))
+    for dataset in ("digits", "fashion-mnist"):
+        for key, label in (("ray_train", "Ray Train epoch"), ("ray_train_ddp", "2-worker DDP epoch")):
+            epoch = throughput[dataset][key]["epoch"]
+            ratio = epoch["median_of_round_ratios"]
+            bars.append((f"{label} {dataset}\nvs plain loop", ratio, epoch.get("min", ratio), epoch.get("max", ratio)))
     figure, axis = plt.subplots(figsize=(10, 3.6), dpi=100)
     positions = range(len(bars))
     ratios = [b[1] for b in bars]

@@ -28,8 +28,8 @@ from gen_platform.data.arrays import ImageArrays  # noqa: E402  (it loads torch)
 # goes to one process as a whole (its fixtures build a workspace or a whole stack once, and its tests run in
 # order); the slowest start first, so that no process is left alone with a long module at the end.
 SLOWEST_FIRST = ("test_stack.py", "test_pipeline.py", "test_tune.py", "test_presets.py", "test_fault_tolerance.py",
-                 "test_flow.py", "test_ray_jobs.py", "test_object_storage.py", "test_autoscaling.py",
-                 "test_family_contract.py")
+                 "test_flow.py", "test_bench_quick.py", "test_ray_jobs.py", "test_object_storage.py",
+                 "test_autoscaling.py", "test_family_contract.py")
 
 
 def pytest_collection_modifyitems(config, items):

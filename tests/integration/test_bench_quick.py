@@ -1,0 +1,58 @@
+"""Each benchmark with a quick mode runs it here on a small real case, and its result has the shape the committed
+result has: the page generator (bench/report.py) renders it. A script therefore cannot drift from its result
+file unnoticed. The quick results go to a temporary directory, never to bench/results/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from bench import quality, report, train_throughput
+
+pytestmark = pytest.mark.integration
+
+
+def _rendered(tmp_path, name: str, result: dict) -> str:
+    results = tmp_path / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(result))
+    return report.render(results)
+
+
+def test_quality_quick_mode_has_the_committed_shape(tmp_path):
+    result = quality.main(["--quick", "digits", "--output", str(tmp_path / "quality.json")])
+    digits = result["datasets"]["digits"]
+    assert result["quick"] and digits["seeds"] == list(quality.QUICK.seeds) and digits["epochs"] == quality.QUICK.epochs
+    for round_ in digits["vae"]["rounds"]:
+        curve = round_["ours"]["nll_per_epoch"]
+        assert len(curve) == quality.QUICK.epochs and curve[-1]["nll"] == round_["ours"]["nll"]
+        assert round_["pythae"]["train_seconds"] > 0 and round_["ours"]["startup_seconds"] > 0
+    assert set(result["verdicts"]["digits"]) == set(json.loads(quality.RESULT.read_text())["verdicts"]["digits"])
+    assert result["environment"]["libraries"]["pythae"] == "0.1.2"
+    page = _rendered(tmp_path, "quality", result)
+    assert "digits, 2 epochs, 2 seeds: β-VAE time to pythae's NLL" in page
+
+
+def test_train_throughput_quick_mode_has_the_committed_shape(tmp_path):
+    result = train_throughput.main(quick=True, output=tmp_path / "train_throughput.json")
+    committed = json.loads(train_throughput.RESULT.read_text())
+    for dataset in train_throughput.FULL:
+        block = result[dataset]
+        assert set(block) == set(committed[dataset]), dataset
+        assert set(block["ray_train"]["epoch"]) == set(committed[dataset]["ray_train"]["epoch"]), dataset
+        assert block["ray_train"]["step_images_per_second"] > 0 and block["plain"]["epoch_images_per_second"] > 0
+    assert result["fashion-mnist"]["dataset"].startswith("fashion-mnist (2000 training images, 28x28)")
+    page = _rendered(tmp_path, "train_throughput", result)
+    assert page.count("| `train_throughput` |") == 2 and "fashion-mnist (2000 training images" in page
+
+
+def test_quick_results_never_overwrite_the_committed_ones(tmp_path):
+    before = {path.name: path.read_bytes() for path in report.RESULTS.glob("*.json")}
+    with pytest.raises(SystemExit):
+        train_throughput.main(quick=True, output=train_throughput.RESULT)
+    with pytest.raises(SystemExit):
+        quality.main(["--quick", "--output", str(quality.RESULT)])
+    assert {path.name: path.read_bytes() for path in report.RESULTS.glob("*.json")} == before
+    shutil.rmtree(tmp_path, ignore_errors=True)
