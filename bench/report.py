@@ -146,14 +146,21 @@ def _scale(r: dict) -> list[str]:
             f"{_verdict(met)} |"]
 
 
+def _gap_profile(r: dict) -> list[str]:
+    return [f"| `gap_profile` | {family}, {r['dataset']}, training passes without Ray: our loop fed from memory "
+            f"{f['loop']['median_of_round_ratios']}× {f['reference']} ({_span(f['loop']['round_ratios'])}); fed from "
+            f"the shards {f['shards']['median_of_round_ratios']}× fed from memory ({_span(f['shards']['round_ratios'])})"
+            f" | (explains `quality`) |" for family, f in r["families"].items()]
+
+
 def _gpu(r: dict) -> list[str]:
     return [f"| `gpu` | on {r.get('device')}: see bench/results/gpu.json | see the file |"]
 
 
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {
-    "train_throughput": _train_throughput, "quality": _quality, "tune": _tune, "tune_soak": _tune_soak,
-    "stack_load": _stack_load, "make_test": _make_test, "feedback": _feedback, "profile": _profile,
-    "scale": _scale, "gpu": _gpu}
+    "train_throughput": _train_throughput, "quality": _quality, "gap_profile": _gap_profile, "tune": _tune,
+    "tune_soak": _tune_soak, "stack_load": _stack_load, "make_test": _make_test, "feedback": _feedback,
+    "profile": _profile, "scale": _scale, "gpu": _gpu}
 
 
 def _provenance(name: str, result: dict) -> str:

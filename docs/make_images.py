@@ -258,14 +258,14 @@ def bench() -> None:
         for family in ("vae", "gan"):
             speed = entries[family]["images_per_second"]
             ratio = speed["median_of_round_ratios"]
-            bars.append((f"{family.upper()} {dataset}\nvs {'pythae' if family == 'vae' else 'plain loop'}",
+            bars.append((f"{family.upper()} images/s\n{dataset}\nvs {'pythae' if family == 'vae' else 'plain loop'}",
                          ratio, speed.get("min", ratio), speed.get("max", ratio)))
     for dataset in ("digits", "fashion-mnist"):
-        for key, label in (("ray_train", "Ray Train epoch"), ("ray_train_ddp", "2-worker DDP epoch")):
+        for key, label in (("ray_train", "Ray Train epoch"), ("ray_train_ddp", "2-worker DDP")):
             epoch = throughput[dataset][key]["epoch"]
             ratio = epoch["median_of_round_ratios"]
-            bars.append((f"{label} {dataset}\nvs plain loop", ratio, epoch.get("min", ratio), epoch.get("max", ratio)))
-    figure, axis = plt.subplots(figsize=(10, 3.6), dpi=100)
+            bars.append((f"{label}\n{dataset}\nvs plain loop", ratio, epoch.get("min", ratio), epoch.get("max", ratio)))
+    figure, axis = plt.subplots(figsize=(10, 3.8), dpi=100)
     positions = range(len(bars))
     ratios = [b[1] for b in bars]
     axis.bar(positions, ratios, color=["#4c72b0" if r >= 1 else "#dd8452" for r in ratios],
