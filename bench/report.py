@@ -56,9 +56,10 @@ def _quality(r: dict) -> list[str]:
         nll, fd = d["vae"]["nll"], d["gan"]["fd"]
         reached = [v for v in time_to["per_seed"] if v is not None]
         never = len(time_to["per_seed"]) - len(reached)
-        result = (f"{name}, {d['epochs']} epochs, {len(d['seeds'])} seeds: β-VAE time to pythae's NLL "
-                  f"**{time_to['median']}×** (per seed {', '.join(map(str, time_to['per_seed']))}"
-                  f"{f'; never reached on {never}' if never else ''}), images/s "
+        median = "not reached in the budget" if time_to["median"] is None else f"{time_to['median']}×"
+        per_seed = ", ".join("never" if v is None else str(v) for v in time_to["per_seed"])
+        result = (f"{name}, {d['epochs']} epochs, {len(d['seeds'])} seeds: β-VAE time to pythae's final NLL "
+                  f"**{median}** (per seed {per_seed}{f'; never reached on {never}' if never else ''}), images/s "
                   f"{d['vae']['images_per_second']['median_of_round_ratios']}×; NLL gap ours − pythae "
                   f"{nll['mean_difference']:+} nats (SD over seeds {nll['difference_sd']}, upper bound "
                   f"{nll['upper_bound']:+}, margin {nll['margin']}); DCGAN images/s **{gan_speed['median']}×** "
@@ -167,7 +168,9 @@ def _provenance(name: str, result: dict) -> str:
     machine = (result.get("environment") or {}).get("machine")
     where = (f"{machine['cpu']}, {machine['cores']} cores" + (f", {machine['gpu']}" if machine.get("gpu") else "")
              if machine else "machine not recorded")
-    return f"| `{name}.json` | `{str(result.get('commit', 'not recorded'))[:12]}` | {where} |"
+    commit = str(result.get("commit", "not recorded"))
+    shown = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")  # tracked files differed from it
+    return f"| `{name}.json` | `{shown}` | {where} |"
 
 
 def render(results: Path = RESULTS) -> str:

@@ -62,6 +62,7 @@ class Schedule(NamedTuple):
     warmup: int  # epochs left out of the medians
     rounds: int
     images: int | None = None  # training images (None: the whole split; quick runs take fewer)
+    ddp: bool = True  # also the DDP path (quick runs leave it out: each Ray fit starts its own runtime)
 
 
 class EpochClock(EpochHook):
@@ -81,7 +82,7 @@ class EpochClock(EpochHook):
 # A Fashion-MNIST epoch of 10,000 images (as bench/profile_epoch.py) is ~50x longer than digits': fewer of them,
 # fewer rounds, the same verdicts.
 FULL = {"digits": Schedule(80, 30, 5), "fashion-mnist": Schedule(8, 3, 3, images=10000)}
-QUICK = {"digits": Schedule(6, 1, 1), "fashion-mnist": Schedule(3, 1, 1, images=2000)}
+QUICK = {"digits": Schedule(3, 1, 1, ddp=False), "fashion-mnist": Schedule(3, 1, 1, images=1000, ddp=False)}
 IMAGE_SIZES = {"digits": 8, "fashion-mnist": 28}
 TARGETS = {"step": 0.98, "epoch": 0.90}
 THREADS = os.cpu_count() or 1
@@ -161,7 +162,7 @@ def measure(dataset: str, schedule: Schedule) -> dict:
         return parse_params({"data": {"dataset": dataset, "image_size": IMAGE_SIZES[dataset]},
                              "train": {"num_workers": workers, "cpus_per_worker": cpus, "max_failures": 0}})
 
-    paths = {"ray_train": params(1, THREADS), "ray_train_ddp": params(THREADS, 1)}
+    paths = {"ray_train": params(1, THREADS)} | ({"ray_train_ddp": params(THREADS, 1)} if schedule.ddp else {})
     splits = split_dataset(builtin(dataset), 0, 0.1, 0.1)
     train, val = splits["train"], splits["val"]
     if schedule.images is not None:
