@@ -21,14 +21,7 @@ def _rendered(tmp_path, name: str, result: dict) -> str:
     return report.render(results)
 
 
-@pytest.fixture
-def attached(ray_head, monkeypatch):
-    """The quick runs' fits attach to the suite's Ray head instead of starting a runtime each."""
-    for name, value in ray_head.items():
-        monkeypatch.setenv(name, value)
-
-
-def test_quality_quick_mode_has_the_committed_shape(tmp_path, attached):
+def test_quality_quick_mode_has_the_committed_shape(tmp_path):
     result = quality.main(["--quick", "digits", "--output", str(tmp_path / "quality.json")])
     digits = result["datasets"]["digits"]
     assert result["quick"] and digits["seeds"] == list(quality.QUICK.seeds) and digits["epochs"] == quality.QUICK.epochs
@@ -42,7 +35,7 @@ def test_quality_quick_mode_has_the_committed_shape(tmp_path, attached):
     assert "digits, 2 epochs, 2 seeds: β-VAE time to pythae's final NLL" in page
 
 
-def test_train_throughput_quick_mode_has_the_committed_shape(tmp_path, attached):
+def test_train_throughput_quick_mode_has_the_committed_shape(tmp_path):
     result = train_throughput.main(quick=True, output=tmp_path / "train_throughput.json")
     committed = json.loads(train_throughput.RESULT.read_text())
     for dataset in train_throughput.FULL:
