@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -20,11 +21,34 @@ from gen_platform.training.loopback import free_loopback_port
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
+def _group_members(group: int) -> list[int]:
+    """Processes of process group `group` that still run (zombies are not)."""
+    import psutil
+
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return members
+
+
+def _served(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def local_stack(root: Path, stack_dir: Path, services: tuple[str, ...] = (), **settings: str) -> Iterator[dict]:
     """`stack.py up` (of `services`, default all) for the repository at `root` on free ports, with `settings`
     (GENP_* variables) in its environment; yields the servers' URLs and, under "client_env", the environment a
-    process needs to use the stack; `down` on exit, which must leave no process naming `stack_dir` behind."""
+    process needs to use the stack; `down` on exit, which must leave nothing behind: no process naming `stack_dir`,
+    none of the Ray head's process group, nothing serving one of the stack's ports."""
     ports = {f"GENP_{name}_PORT": str(free_loopback_port())
              for name in ("PREFECT", "MLFLOW", "RAY", "RAY_DASHBOARD", "RAY_DASHBOARD_AGENT", "RAY_CLIENT")}
     env = {**os.environ, **ports, **settings, "GENP_STACK_DIR": str(stack_dir)}
@@ -37,8 +61,13 @@ def local_stack(root: Path, stack_dir: Path, services: tuple[str, ...] = (), **s
             raise RuntimeError(f"stack.py up failed:\n{started.stdout}\n{started.stderr}")
         yield {**urls, "client_env": json.loads((stack_dir / "stack.json").read_text())["client_env"]}
     finally:
+        record = stack_dir / "stack.json"
+        group = json.loads(record.read_text()).get("ray_process_group") if record.exists() else None
         subprocess.run(command + ["down"], cwd=root, env=env, timeout=120)
         leftovers = subprocess.run(["pgrep", "-f", str(stack_dir)], capture_output=True, text=True).stdout.split()
+        if group:  # Ray's daemons: the agents and the client server never name the stack's directory
+            leftovers += [str(pid) for pid in _group_members(group)]
+        leftovers += [f"a process serving port {port}" for port in ports.values() if _served(int(port))]
         if leftovers:
             raise RuntimeError(f"processes left behind by the stack in {stack_dir}: {leftovers}")
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -111,6 +113,10 @@ def main() -> None:
     parser.add_argument("--data-revision", default=None, help="a git revision whose data.dvc to train on")
     parser.add_argument("--root", default=ROOT)
     args = parser.parse_args()
+    # Without a server, Prefect starts a temporary one in a child process and stops it at exit. On SIGTERM it
+    # re-sends the signal to the handler it found; with Python's default the process would end at once and the
+    # server run on, orphaned. Leaving through SystemExit runs the exit handlers that stop it.
+    signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
     overrides: dict[str, Any] = {}
     for text in args.set:
         overrides = deep_merge(overrides, parse_override(text))

@@ -134,13 +134,17 @@ def _start(name: str, state: dict) -> None:
         ray_env = _env(**{k: v for k, v in client_env().items() if k.startswith(("RAY_AUTH", "RAY_ENABLE"))
                           or k == "RAY_API_SERVER_ADDRESS"},
                        RAY_USAGE_STATS_ENABLED="0")
-        started = subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={PORTS['ray']}",
-                                  f"--temp-dir={RAY_TEMP}", f"--node-ip-address={HOST}", f"--dashboard-host={HOST}",
-                                  f"--dashboard-port={PORTS['ray_dashboard']}",
-                                  f"--dashboard-agent-listen-port={PORTS['ray_dashboard_agent']}",
-                                  f"--ray-client-server-port={PORTS['ray_client']}", "--disable-usage-stats"],
-                                 env=ray_env, capture_output=True, text=True)
-        (STACK / "logs" / "ray.log").write_text(started.stdout + started.stderr)
+        # In a session of its own: every daemon `ray start` leaves behind stays in its process group, which `down`
+        # stops whole (the agents re-title themselves and the client server never names the temp dir).
+        started = subprocess.Popen([str(BIN / "ray"), "start", "--head", f"--port={PORTS['ray']}",
+                                    f"--temp-dir={RAY_TEMP}", f"--node-ip-address={HOST}", f"--dashboard-host={HOST}",
+                                    f"--dashboard-port={PORTS['ray_dashboard']}",
+                                    f"--dashboard-agent-listen-port={PORTS['ray_dashboard_agent']}",
+                                    f"--ray-client-server-port={PORTS['ray_client']}", "--disable-usage-stats"],
+                                   env=ray_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)
+        (STACK / "logs" / "ray.log").write_text(started.communicate()[0])
+        state["ray_process_group"] = started.pid
         if started.returncode != 0:
             raise SystemExit(f"Ray head failed to start; see {STACK / 'logs' / 'ray.log'}")
     else:
@@ -189,6 +193,7 @@ def up(names: list[str]) -> None:
     _record(state)
     if "ray" in names:  # `ray start` returns once the head is up, while the two servers boot
         _start("ray", state)
+        _record(state)
     _await(servers, since)
     if "serve" in names:
         since = time.time()
@@ -218,21 +223,27 @@ def restart(name: str) -> None:
     print(f"{name} is up again at {urls()[name]}")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def group_members(group: int) -> list[int]:
+    """The processes of process group `group` that still run (zombies left out: nothing here reaps them)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state, _, process_group = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+            except (OSError, ValueError):
+                continue
+            if int(process_group) == group and state != "Z":
+                members.append(int(entry.name))
+    return members
 
 
 def _stop_groups(pids: list[int], timeout: float = 20) -> None:
     """SIGTERM to each process group, SIGKILL to those still alive after `timeout` seconds."""
-    alive = [pid for pid in pids if _alive(pid)]
+    alive = [pid for pid in pids if group_members(pid)]
     for pid in alive:
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while any(_alive(pid) for pid in alive) and time.monotonic() < deadline:
+    while any(group_members(pid) for pid in alive) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in alive:
         try:
@@ -252,10 +263,12 @@ def down() -> None:
     for names in (("serve",), ("prefect", "mlflow")):
         _stop_groups([state["pids"][name] for name in names if state["pids"].get(name) is not None])
     if "ray" in state.get("services", SERVICES):
-        # Ray's daemons are not our children; their command lines all name this stack's temp dir.
-        subprocess.run(["pkill", "-TERM", "-f", state["ray_temp_dir"]], check=False)
-        time.sleep(2)
-        subprocess.run(["pkill", "-KILL", "-f", state["ray_temp_dir"]], check=False)  # gcs_server ignores TERM
+        # Ray's daemons are not our children: they are the process group `ray start` began (gcs_server ignores
+        # SIGTERM, hence the short grace)
+        if group := state.get("ray_process_group"):  # absent from a record an older version wrote
+            _stop_groups([group], timeout=3)
+        # and any process that left the group but names this stack's temp dir (a worker in a session of its own)
+        subprocess.run(["pkill", "-KILL", "-f", state["ray_temp_dir"]], check=False)
     record.unlink()
     print("stack is down")
 

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 
+import psutil
 import pytest
 
 from tests.integration.workspace import make_workspace, mlflow_client
@@ -39,6 +40,18 @@ def _jobs(env: dict, workspace) -> list[dict]:
     listed = subprocess.run([sys.executable, "-c", JOBS, env["GENP_RAY_JOBS_ADDRESS"]], env=env, capture_output=True,
                             text=True, check=True)
     return [job for job in json.loads(listed.stdout) if job["metadata"].get("workspace", "").startswith(str(workspace))]
+
+
+def _running(processes: list[psutil.Process]) -> list[str]:
+    """The command lines of those of `processes` still running (a zombie has ended: nothing here may reap it)."""
+    running = []
+    for process in processes:
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                running.append(" ".join(process.cmdline())[:160])
+        except psutil.NoSuchProcess:
+            continue
+    return running
 
 
 def test_a_train_flow_trains_as_a_ray_job_and_registers(ray_head, tmp_path):
@@ -74,6 +87,8 @@ def test_a_stopped_flow_run_stops_its_ray_job(ray_head, tmp_path):
                 seen.append(lines.get(timeout=1))
             except queue.Empty:
                 pass
+        started = psutil.Process(flow.pid).children(recursive=True)  # its temporary Prefect server among them
+        assert any("prefect.server" in " ".join(child.cmdline()) for child in started), started
         flow.send_signal(signal.SIGTERM)  # what Prefect's runner sends a cancelled flow run's process
         flow.wait(timeout=120)
     finally:
@@ -82,3 +97,7 @@ def test_a_stopped_flow_run_stops_its_ray_job(ray_head, tmp_path):
     assert flow.returncode != 0
     (job,) = _jobs(env, workspace)
     assert job["status"] == "STOPPED", job
+    deadline = time.monotonic() + 30  # nothing the flow started runs on
+    while (left := _running(started)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == []
