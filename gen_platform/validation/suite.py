@@ -150,12 +150,13 @@ def _get_or_add(get: Any, add: Any, name: str) -> Any:
         return add(name)
 
 
-def _run_suite(context: Any, name: str, frame: pd.DataFrame, expectations: list, docs: bool) -> list[ExpectationOutcome]:
-    """One suite over one table. In a project context (`docs`) the suite, its validation definition and a
-    checkpoint are saved (replacing the previous ones: the suite is defined by params.yaml, not edited in
-    GE), the result joins the stored validations and the Data Docs site is rebuilt."""
+def _run_suite(context: Any, name: str, frame: pd.DataFrame, expectations: list, docs: bool
+               ) -> tuple[list[ExpectationOutcome], list]:
+    """One suite over one table; returns its outcomes and (`docs`) the identifiers of what Data Docs should show. In
+    a project context (`docs`) the suite, its validation definition and a checkpoint are saved (replacing the
+    previous ones: the suite is defined by params.yaml, not edited in GE) and the result joins the stored
+    validations."""
     import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
 
     source = context.data_sources.add_or_update_pandas(f"{name}_source")
     asset = _get_or_add(source.get_asset, source.add_dataframe_asset, name)
@@ -163,16 +164,18 @@ def _run_suite(context: Any, name: str, frame: pd.DataFrame, expectations: list,
     suite = context.suites.add_or_update(gx.ExpectationSuite(name=f"{name}_suite", expectations=expectations))
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=f"{name}_check", data=batch, suite=suite))
+    shown = []
     if docs:
         checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-            name=f"{name}_checkpoint", validation_definitions=[definition], actions=[UpdateDataDocsAction(name="docs")]))
-        (run,) = checkpoint.run(batch_parameters={"dataframe": frame}).run_results.values()
+            name=f"{name}_checkpoint", validation_definitions=[definition], actions=[]))
+        ((identifier, run),) = checkpoint.run(batch_parameters={"dataframe": frame}).run_results.items()
+        shown = [identifier, identifier.expectation_suite_identifier]
     else:
         run = definition.run(batch_parameters={"dataframe": frame})
     return [ExpectationOutcome(table=name, expectation=r.expectation_config.type,
                                kwargs={k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"},
                                success=bool(r.success), observed=_observed(r))
-            for r in run.results]
+            for r in run.results], shown
 
 
 def data_docs_index(project_root: Path) -> Path:
@@ -196,16 +199,22 @@ def validate_splits(splits: dict[str, ImageArrays | ShardedSplit], data: DataPar
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no "Calculating Metrics" bars
     expectations = _expectations(data, rules)
     docs = project_root is not None
-    outcomes = (_run_suite(context, "images", images, expectations["images"], docs)
-                + _run_suite(context, "classes", class_table(images), expectations["classes"], docs))
+    tables = [("images", images, expectations["images"]), ("classes", class_table(images), expectations["classes"])]
     drift = "off (validation.drift.enabled: false)" if not rules.drift.enabled else (
         "not checked: no data accepted for this model yet (its first registration accepts the data it trained on)")
-    profile = profile_of(splits.values()) if len(images) else None  # an empty version fails above already
+    profile = profile_of(splits.values()) if len(images) else None  # an empty version fails the images suite
     if rules.drift.enabled and accepted is not None and profile is not None:
         reference, accepted_by = accepted
         checks = drift_expectations(reference, rules.drift)
-        outcomes += (_run_suite(context, PROFILE_TABLE, profile_frame(profile, reference), checks[PROFILE_TABLE], docs)
-                     + _run_suite(context, CLASS_TABLE, class_frame(profile), checks[CLASS_TABLE], docs))
+        tables += [(PROFILE_TABLE, profile_frame(profile, reference), checks[PROFILE_TABLE]),
+                   (CLASS_TABLE, class_frame(profile), checks[CLASS_TABLE])]
         drift = f"compared with data version {reference.data_version or '?'} ({accepted_by})"
+    outcomes, shown = [], []
+    for name, frame, table_expectations in tables:
+        table_outcomes, table_shown = _run_suite(context, name, frame, table_expectations, docs)
+        outcomes += table_outcomes
+        shown += table_shown
+    if docs:  # one Data Docs update for this validation's pages (per table it would rebuild the index each time)
+        context.build_data_docs(resource_identifiers=shown)
     return ValidationReport(success=all(o.success for o in outcomes), rows=len(images), outcomes=outcomes,
                             drift=drift, profile=profile)
