@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -70,3 +71,12 @@ def write_result(path: Path, result: dict, shown: Any = None) -> dict:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result if shown is None else shown, indent=2), flush=True)
     return result
+
+
+def output_path(committed: Path, quick: bool, output: Path | None) -> Path:
+    """Where a run writes: `output`, else the committed result file, or for a quick run (a small real case, as
+    `make test` runs it) the temp directory. A quick run never overwrites the committed result."""
+    chosen = output or (Path(tempfile.gettempdir()) / f"{committed.stem}_quick.json" if quick else committed)
+    if quick and chosen.resolve() == committed.resolve():
+        raise SystemExit(f"a quick run does not overwrite {committed}")
+    return chosen

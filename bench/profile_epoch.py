@@ -12,23 +12,26 @@ Two parts, one process, 2 threads (the machine's cores), the default params of e
   (`aten::_local_scalar_dense`, one per `.item()`), and the operators with the most self CPU time.
 - `variants` (the arithmetic): train-step images/s of the same recipe with one switch each (Adam's kernel:
   torch's per-parameter loop, `foreach` or `fused`; channels_last, bf16 autocast, torch.compile) against the
-  recipe as it is (the committed result was measured when the recipes used the per-parameter loop; they now
-  use the fused kernel), in `ROUNDS` interleaved
-  rounds (every variant once per round, a fresh model and a warm-up epoch each, then as many epochs as fill
-  `MIN_TIMED_SECONDS`); reported: the median of
+  recipe as it is (Adam's fused kernel), in the budget's interleaved rounds (every variant once per round, a fresh
+  model and a warm-up epoch each, then as many epochs as fill `min_timed_seconds`); reported: the median of
   per-round ratios, the ratio of medians and the min–max of the per-round ratios.
 
     python -m bench.profile_epoch      # writes bench/results/profile.json (about 15 minutes on 2 cores)
+    python -m bench.profile_epoch --quick --output /tmp/profile.json  # smoke run: 500 images per dataset, one
+                                       # round, no torch.compile variant; never the committed result
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -44,18 +47,27 @@ from gen_platform.models import get_family
 from gen_platform.training.feed import on_device
 from gen_platform.training.loop import EpochLoop
 
-from bench._results import write_result
+from bench._results import output_path, write_result
 
 RESULT = Path(__file__).parent / "results" / "profile.json"
 THREADS = 2
-DATASETS = {"digits": (8, None), "fashion-mnist": (28, 10_000)}  # image size, training images used (None: all)
 FAMILIES = ("vae", "gan")
 ADAM_KERNELS = {"for_loop": {"foreach": False, "fused": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 VARIANTS = {"default": {}, "adam_for_loop": {"adam": "for_loop"}, "adam_foreach": {"adam": "foreach"},
             "adam_fused": {"adam": "fused"},
             "channels_last": {"channels_last": True}, "bf16": {"precision": "bf16"}, "compile": {"compile": True}}
-ROUNDS = 3
-MIN_TIMED_SECONDS = 3.0  # a digits epoch lasts about 0.1 s: time as many epochs as fill this
+
+
+class Budget(NamedTuple):
+    datasets: dict[str, tuple[int, int | None]]  # name → (image size, training images used; None: all)
+    variants: tuple[str, ...]
+    rounds: int
+    min_timed_seconds: float  # a digits epoch lasts about 0.1 s: time as many epochs as fill this
+
+
+FULL = Budget({"digits": (8, None), "fashion-mnist": (28, 10_000)}, tuple(VARIANTS), 3, 3.0)
+# torch.compile alone would take most of a quick run's time
+QUICK = Budget({"digits": (8, 500), "fashion-mnist": (28, 500)}, tuple(v for v in VARIANTS if v != "compile"), 1, 0.2)
 CPU = torch.device("cpu")
 
 
@@ -129,19 +141,20 @@ def breakdown(params: PipelineParams, train: ShardedSplit, val: torch.Tensor, fe
             "train_steps_profile": _profile_summary(profile, len(profiled_batches), wall)}
 
 
-def variants(cases: dict) -> dict:
-    rates: dict[str, dict[str, list[float]]] = {case: {v: [] for v in VARIANTS} for case in cases}
-    for round_index in range(ROUNDS):
+def variants(cases: dict, budget: Budget) -> dict:
+    rates: dict[str, dict[str, list[float]]] = {case: {v: [] for v in budget.variants} for case in cases}
+    for round_index in range(budget.rounds):
         for case, (params, train) in cases.items():
             batches = _batches(params, train, 1)
             images = sum(len(b) for b in batches)
-            for name, variant in VARIANTS.items():
-                loop = _loop(params, variant)
+            for name in budget.variants:
+                loop = _loop(params, VARIANTS[name])
                 loop.train_epoch(batches)  # warm-up (and compilation)
-                repeats = max(1, round(MIN_TIMED_SECONDS / _seconds(lambda: loop.train_epoch(batches))))
+                repeats = max(1, round(budget.min_timed_seconds / _seconds(lambda: loop.train_epoch(batches))))
                 rates[case][name].append(repeats * images / _seconds(
                     lambda: [loop.train_epoch(batches) for _ in range(repeats)]))
-                print(f"round {round_index + 1}/{ROUNDS} {case} {name}: {rates[case][name][-1]:.0f} img/s", flush=True)
+                print(f"round {round_index + 1}/{budget.rounds} {case} {name}: {rates[case][name][-1]:.0f} img/s",
+                      flush=True)
     result = {}
     for case, by_variant in rates.items():
         default = by_variant["default"]
@@ -156,13 +169,15 @@ def variants(cases: dict) -> dict:
     return result
 
 
-def main() -> None:
+def main(quick: bool = False, output: Path | None = None) -> dict:
+    budget = QUICK if quick else FULL
+    output = output_path(RESULT, quick, output)
     torch.set_num_threads(THREADS)
-    result = {"benchmark": "profile_epoch", "threads": THREADS, "torch": torch.__version__,
-              "breakdown": {}, "rounds": ROUNDS}
+    result = {"benchmark": "profile_epoch", "quick": quick, "threads": THREADS, "torch": torch.__version__,
+              "breakdown": {}, "rounds": budget.rounds}
     cases = {}
     with tempfile.TemporaryDirectory() as directory:
-        for dataset, (size, limit) in DATASETS.items():
+        for dataset, (size, limit) in budget.datasets.items():
             splits = split_dataset(builtin(dataset), 0, 0.1, 0.1)
             train = splits["train"]
             if limit:
@@ -176,9 +191,14 @@ def main() -> None:
                 result["breakdown"][case] = breakdown(params, shards, val, features)
                 print(case, json.dumps(result["breakdown"][case]["phase_shares"]), flush=True)
                 cases[case] = (params, shards)
-        result["variants"] = variants(cases)
-    write_result(RESULT, result)
+        result["variants"] = variants(cases, budget)
+    return write_result(output, result)
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", default=os.environ.get("GENP_BENCH_QUICK") == "1",
+                        help="smoke run: 500 images per dataset, one round, no compile variant (or GENP_BENCH_QUICK=1)")
+    parser.add_argument("--output", type=Path, help=f"default {RESULT} (quick: the temp directory)")
+    arguments = parser.parse_args()
+    main(arguments.quick, arguments.output)

@@ -67,7 +67,7 @@ from gen_platform.models.vae import importance_weighted_log_likelihoods
 from gen_platform.nets import adam
 from gen_platform.training.hooks import EpochHook, WorkerState
 
-from bench._results import write_result
+from bench._results import output_path, write_result
 from bench._stats import no_worse_over_seeds, speed_ratios
 
 RESULT = Path(__file__).parent / "results" / "quality.json"
@@ -438,9 +438,7 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         parser.error(f"unknown datasets {sorted(unknown)}; choose from {list(SETTINGS)}")
     budget = QUICK if arguments.quick else FULL
-    output = arguments.output or (Path(tempfile.gettempdir()) / "quality_quick.json" if arguments.quick else RESULT)
-    if arguments.quick and output.resolve() == RESULT.resolve():
-        parser.error(f"a quick run does not overwrite {RESULT}")
+    output = output_path(RESULT, arguments.quick, arguments.output)
 
     datasets = arguments.datasets or list(SETTINGS)
     results = {"benchmark": "quality", "quick": arguments.quick, "threads": THREADS, "layout": {LAYOUT_NAME: LAYOUT},

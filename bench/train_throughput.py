@@ -53,7 +53,7 @@ from gen_platform.training.loop import EpochLoop
 
 from bench._cpu_share import CpuSampler, process_name
 from bench._plain import shuffled_batches
-from bench._results import write_result
+from bench._results import output_path, write_result
 from bench._stats import speed_ratios
 
 
@@ -217,9 +217,7 @@ def measure(dataset: str, schedule: Schedule) -> dict:
 
 def main(quick: bool = False, output: Path | None = None) -> dict:
     schedules = QUICK if quick else FULL
-    output = output or (Path(tempfile.gettempdir()) / "train_throughput_quick.json" if quick else RESULT)
-    if quick and output.resolve() == RESULT.resolve():
-        raise SystemExit(f"a quick run does not overwrite {RESULT}")
+    output = output_path(RESULT, quick, output)
     result = {
         "benchmark": "train_throughput", "quick": quick, "model": "beta-VAE (params.yaml defaults)",
         "batch_size": parse_params({}).train.batch_size, "threads": THREADS,
