@@ -44,15 +44,17 @@ def _served(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def local_stack(root: Path, stack_dir: Path, services: tuple[str, ...] = (), **settings: str) -> Iterator[dict]:
+def local_stack(root: Path, stack_dir: Path, services: tuple[str, ...] = (), python: str = sys.executable,
+                **settings: str) -> Iterator[dict]:
     """`stack.py up` (of `services`, default all) for the repository at `root` on free ports, with `settings`
     (GENP_* variables) in its environment; yields the servers' URLs and, under "client_env", the environment a
     process needs to use the stack; `down` on exit, which must leave nothing behind: no process naming `stack_dir`,
-    none of the Ray head's process group, nothing serving one of the stack's ports."""
+    none of the Ray head's process group, nothing serving one of the stack's ports. The stack's processes run
+    with `python`'s environment (another clone's virtual environment, say)."""
     ports = {f"GENP_{name}_PORT": str(free_loopback_port())
              for name in ("PREFECT", "MLFLOW", "RAY", "RAY_DASHBOARD", "RAY_DASHBOARD_AGENT", "RAY_CLIENT")}
     env = {**os.environ, **ports, **settings, "GENP_STACK_DIR": str(stack_dir)}
-    command = [sys.executable, str(root / "infra" / "local" / "stack.py")]
+    command = [python, str(root / "infra" / "local" / "stack.py")]
     started = subprocess.run(command + ["up", *services], cwd=root, env=env, capture_output=True, text=True, timeout=400)
     urls = {"prefect": f"http://127.0.0.1:{ports['GENP_PREFECT_PORT']}",
             "mlflow": f"http://127.0.0.1:{ports['GENP_MLFLOW_PORT']}"}

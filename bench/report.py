@@ -113,10 +113,21 @@ def _feedback(r: dict) -> list[str]:
     run, repro = r["make_run_fresh_clone"], r["dvc_repro_forced"]
     stages = ", ".join(f"{k} {v}" for k, v in r["dvc_repro_stage_seconds_median"].items())
     floor = r["fixed_cost_seconds_per_round"][0]["pipeline_floor_seconds"]
-    return [f"| `feedback` | `make run` in a fresh clone {run['median_seconds']} s; `dvc repro -f` "
+    rows = [f"| `feedback` | `make run` in a fresh clone {run['median_seconds']} s; `dvc repro -f` "
             f"{repro['median_seconds']} s (stages: {stages}); fixed costs (process start-ups, imports, a Ray "
             f"runtime) {floor} s of it | `make run` ≤ {run['target_seconds']} s: {_verdict(run['met'])}; "
             f"`dvc repro -f` ≤ {repro['target_seconds']} s: {_verdict(repro['met'])} |"]
+    if attached := r.get("dvc_repro_forced_attached_to_ray_head"):
+        rows.append(f"| `feedback` | `dvc repro -f` attached to a running Ray head (the stack's): "
+                    f"{attached['median_seconds']} s | ≤ {attached['target_seconds']} s: {_verdict(attached['met'])} |")
+    if champion := r.get("make_run_champion"):
+        median, targets = champion["median"], champion["targets_at_least"]
+        rows.append(f"| `feedback` | the champion `make run` registers on digits: precision {median['precision']}, "
+                    f"recall {median['recall']} | precision ≥ {targets['precision']} and recall ≥ "
+                    f"{targets['recall']}: {_verdict(champion['met'])} |")
+    else:
+        rows.append("| `feedback` | the champion `make run` registers on digits: precision and recall | not measured |")
+    return rows
 
 
 def _profile(r: dict) -> list[str]:

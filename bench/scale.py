@@ -16,6 +16,8 @@ Ray is restarted before every training, so each worker's peak belongs to that tr
 
     python -m bench.scale                              # writes bench/results/scale.json
     python -m bench.scale --sizes 2000 --data-only     # a quick check of import and prepare, no training
+    python -m bench.scale --quick --output /tmp/scale.json   # smoke run: 400 images, the 1-worker layout only;
+                                                             # never the committed result
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import platform
 import resource
 import shutil
@@ -41,11 +44,12 @@ from gen_platform.data.sources import photo_crops
 from gen_platform.training.hooks import EpochHook, WorkerState
 from gen_platform.workspace import Workspace
 
-from bench._results import write_result
+from bench._results import output_path, write_result
 
 SIZES = (10_000, 50_000, 200_000)
 LAYOUTS = {"1 worker × 2 CPUs": {"num_workers": 1, "cpus_per_worker": 2},
            "2-worker DDP × 1 CPU": {"num_workers": 2, "cpus_per_worker": 1}}
+QUICK_SIZES, QUICK_LAYOUTS = (400,), ("1 worker × 2 CPUs",)  # each layout's fit starts a Ray runtime of its own
 RESULT = Path(__file__).parent / "results" / "scale.json"
 STEP_MEMORY_TOLERANCE = 0.10  # import's and prepare's peak at the largest size may exceed the smallest's by this
 
@@ -97,14 +101,15 @@ def _in_fresh_process(step: Callable[..., Any], *args: Any) -> dict:
         return pool.submit(_measured, step, *args).result()
 
 
-def _train(size: int, work: Path, ws: Workspace, params) -> dict:
+def _train(size: int, work: Path, ws: Workspace, params, names: tuple[str, ...]) -> dict:
     """Per layout: seconds of the second epoch and each worker's peak memory and share of the split read."""
     import ray
 
     from gen_platform.training.launcher import fit
 
     train_images, layouts = len(ws.prepared("train")), {}
-    for name, layout in LAYOUTS.items():
+    for name in names:
+        layout = LAYOUTS[name]
         memory = work / f"memory-{layout['num_workers']}"
         memory.mkdir()
         ray.shutdown()  # fresh worker processes: each peak belongs to this training alone
@@ -126,7 +131,8 @@ def _train(size: int, work: Path, ws: Workspace, params) -> dict:
     return layouts
 
 
-def measure(size: int, work: Path, train: bool = True) -> dict:
+def measure(size: int, work: Path, layouts: tuple[str, ...] = tuple(LAYOUTS)) -> dict:
+    """One size's row; training in each of `layouts` (none: data only)."""
     data = photo_crops(size)
     folder = work / "folder"
     _write_folder(folder, data.images, data.labels)
@@ -145,7 +151,7 @@ def measure(size: int, work: Path, train: bool = True) -> dict:
            "import_start_mib": imported["start_mib"], "prepare_seconds": prepared["seconds"],
            "prepare_peak_mib": prepared["peak_mib"], "prepare_start_mib": prepared["start_mib"],
            "validate_seconds": validate_seconds, "prepare_validate_seconds": prepared["seconds"] + validate_seconds,
-           "train_images": len(ws.prepared("train")), "layouts": _train(size, work, ws, params) if train else {}}
+           "train_images": len(ws.prepared("train")), "layouts": _train(size, work, ws, params, layouts) if layouts else {}}
     print(f"{size} images: import {imported['seconds']:.1f} s, peak {imported['peak_mib']:.0f} MiB; prepare "
           f"{prepared['seconds']:.1f} s, peak {prepared['peak_mib']:.0f} MiB", flush=True)
     return row
@@ -165,7 +171,7 @@ def verdicts(rows: list[dict]) -> dict:
     out = _step_verdicts(rows)
     for name in LAYOUTS:
         if name not in smallest["layouts"]:
-            continue  # not trained (--data-only)
+            continue  # not trained (--data-only, or not in a quick run)
         base = smallest["layouts"][name]
         per_image = [row["layouts"][name]["microseconds_per_image"] / base["microseconds_per_image"] for row in rows]
         memory = max(largest["layouts"][name]["worker_peak_mib"]) / max(base["worker_peak_mib"])
@@ -178,12 +184,16 @@ def verdicts(rows: list[dict]) -> dict:
     return out
 
 
-def main(sizes: tuple[int, ...] = SIZES, output: Path = RESULT, train: bool = True) -> dict:
+def main(sizes: tuple[int, ...] = SIZES, output: Path | None = None, layouts: tuple[str, ...] = tuple(LAYOUTS),
+         quick: bool = False) -> dict:
+    if quick:
+        sizes, layouts = QUICK_SIZES, QUICK_LAYOUTS
+    output = output_path(RESULT, quick, output)
     rows = []
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="genp-scale-") as work:
-            rows.append(measure(size, Path(work), train))
-    result = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}", "rows": rows,
+            rows.append(measure(size, Path(work), layouts))
+    result = {"quick": quick, "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}", "rows": rows,
               "verdicts": verdicts(rows),
               "statistic": "epoch_seconds is the training pass of the second epoch; peaks are ru_maxrss per worker, "
                            "and VmHWM of a fresh process per import and per prepare; memory_flat: the largest size's "
@@ -194,7 +204,9 @@ def main(sizes: tuple[int, ...] = SIZES, output: Path = RESULT, train: bool = Tr
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--output", type=Path, default=RESULT)
+    parser.add_argument("--output", type=Path, help=f"default {RESULT} (quick: the temp directory)")
     parser.add_argument("--data-only", action="store_true", help="import, prepare and validate; no training")
+    parser.add_argument("--quick", action="store_true", default=os.environ.get("GENP_BENCH_QUICK") == "1",
+                        help=f"smoke run: {QUICK_SIZES[0]} images, the 1-worker layout only (or GENP_BENCH_QUICK=1)")
     arguments = parser.parse_args()
-    main(tuple(arguments.sizes), arguments.output, train=not arguments.data_only)
+    main(tuple(arguments.sizes), arguments.output, () if arguments.data_only else tuple(LAYOUTS), arguments.quick)

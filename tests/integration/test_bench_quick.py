@@ -9,9 +9,12 @@ import shutil
 
 import pytest
 
-from bench import quality, report, train_throughput
+from bench import profile_epoch, quality, report, scale, train_throughput
 
 pytestmark = pytest.mark.integration
+
+
+STAMP = {"commit", "environment", "quick"}  # what every result carries besides what its benchmark measured
 
 
 def _rendered(tmp_path, name: str, result: dict) -> str:
@@ -50,11 +53,43 @@ def test_train_throughput_quick_mode_has_the_committed_shape(tmp_path):
     assert page.count("| `train_throughput` |") == 2 and "| `train_throughput` | fashion-mnist: plain loop" in page
 
 
+def test_profile_epoch_quick_mode_has_the_committed_shape(tmp_path):
+    result = profile_epoch.main(quick=True, output=tmp_path / "profile.json")
+    committed = json.loads(profile_epoch.RESULT.read_text())
+    assert set(result) == set(committed) and result["quick"] and not committed["quick"]
+    assert set(result["breakdown"]) == set(committed["breakdown"])
+    for case, breakdown in result["breakdown"].items():
+        assert set(breakdown) == set(committed["breakdown"][case]), case
+        assert set(breakdown["phase_seconds"]) == set(committed["breakdown"][case]["phase_seconds"]), case
+        assert breakdown["images"] <= 500 < committed["breakdown"][case]["images"], case  # the quick budget's
+    for case, switches in result["variants"].items():  # quick: no torch.compile variant
+        assert set(switches) == set(committed["variants"][case]) - {"compile"}, case
+    page = _rendered(tmp_path, "profile", result)
+    assert "| `profile_epoch` | one epoch outside Ray: vae/digits" in page
+
+
+def test_scale_quick_mode_has_the_committed_shape(tmp_path):
+    result = scale.main(quick=True, output=tmp_path / "scale.json")
+    committed = json.loads(scale.RESULT.read_text())
+    assert set(result) - STAMP == set(committed) - STAMP
+    (row,) = result["rows"]
+    assert row["images"] == scale.QUICK_SIZES[0] and set(row) == set(committed["rows"][0])
+    (layout,) = scale.QUICK_LAYOUTS
+    assert set(row["layouts"]) == {layout} and set(row["layouts"][layout]) == set(committed["rows"][0]["layouts"][layout])
+    assert set(result["verdicts"]) == set(committed["verdicts"]) - (set(scale.LAYOUTS) - {layout})
+    page = _rendered(tmp_path, "scale", result)
+    assert f"| `scale` | {scale.QUICK_SIZES[0]} images: import" in page
+
+
 def test_quick_results_never_overwrite_the_committed_ones(tmp_path):
     before = {path.name: path.read_bytes() for path in report.RESULTS.glob("*.json")}
     with pytest.raises(SystemExit):
         train_throughput.main(quick=True, output=train_throughput.RESULT)
     with pytest.raises(SystemExit):
         quality.main(["--quick", "--output", str(quality.RESULT)])
+    with pytest.raises(SystemExit):
+        profile_epoch.main(quick=True, output=profile_epoch.RESULT)
+    with pytest.raises(SystemExit):
+        scale.main(quick=True, output=scale.RESULT)
     assert {path.name: path.read_bytes() for path in report.RESULTS.glob("*.json")} == before
     shutil.rmtree(tmp_path, ignore_errors=True)
