@@ -4,6 +4,7 @@ printed."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -80,3 +81,10 @@ def output_path(committed: Path, quick: bool, output: Path | None) -> Path:
     if quick and chosen.resolve() == committed.resolve():
         raise SystemExit(f"a quick run does not overwrite {committed}")
     return chosen
+
+
+def add_quick_arguments(parser: argparse.ArgumentParser, committed: Path, quick_run: str) -> None:
+    """The options every benchmark with a quick mode takes: `--quick` (or GENP_BENCH_QUICK=1) and `--output`."""
+    parser.add_argument("--quick", action="store_true", default=os.environ.get("GENP_BENCH_QUICK") == "1",
+                        help=f"smoke run: {quick_run} (or GENP_BENCH_QUICK=1)")
+    parser.add_argument("--output", type=Path, help=f"default {committed} (quick: the temp directory)")

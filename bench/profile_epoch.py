@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -47,7 +46,7 @@ from gen_platform.models import get_family
 from gen_platform.training.feed import on_device
 from gen_platform.training.loop import EpochLoop
 
-from bench._results import output_path, write_result
+from bench._results import add_quick_arguments, output_path, write_result
 
 RESULT = Path(__file__).parent / "results" / "profile.json"
 THREADS = 2
@@ -197,8 +196,6 @@ def main(quick: bool = False, output: Path | None = None) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", default=os.environ.get("GENP_BENCH_QUICK") == "1",
-                        help="smoke run: 500 images per dataset, one round, no compile variant (or GENP_BENCH_QUICK=1)")
-    parser.add_argument("--output", type=Path, help=f"default {RESULT} (quick: the temp directory)")
+    add_quick_arguments(parser, RESULT, "500 images per dataset, one round, no compile variant")
     arguments = parser.parse_args()
     main(arguments.quick, arguments.output)

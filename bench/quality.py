@@ -67,7 +67,7 @@ from gen_platform.models.vae import importance_weighted_log_likelihoods
 from gen_platform.nets import adam
 from gen_platform.training.hooks import EpochHook, WorkerState
 
-from bench._results import output_path, write_result
+from bench._results import add_quick_arguments, output_path, write_result
 from bench._stats import no_worse_over_seeds, speed_ratios
 
 RESULT = Path(__file__).parent / "results" / "quality.json"
@@ -429,10 +429,8 @@ def run(dataset: str, budget: Budget = FULL) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="*", help=f"of {', '.join(SETTINGS)} (default: all)")
-    parser.add_argument("--quick", action="store_true", default=os.environ.get("GENP_BENCH_QUICK") == "1",
-                        help=f"smoke run: {QUICK.epochs} epochs, {len(QUICK.seeds)} seeds, {QUICK.nll_samples} "
-                             "importance samples (or GENP_BENCH_QUICK=1)")
-    parser.add_argument("--output", type=Path, help=f"default {RESULT} (quick: the temp directory)")
+    add_quick_arguments(parser, RESULT,
+                        f"{QUICK.epochs} epochs, {len(QUICK.seeds)} seeds, {QUICK.nll_samples} importance samples")
     arguments = parser.parse_args(argv)
     unknown = set(arguments.datasets) - set(SETTINGS)
     if unknown:

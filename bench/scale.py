@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import platform
 import resource
 import shutil
@@ -44,7 +43,7 @@ from gen_platform.data.sources import photo_crops
 from gen_platform.training.hooks import EpochHook, WorkerState
 from gen_platform.workspace import Workspace
 
-from bench._results import output_path, write_result
+from bench._results import add_quick_arguments, output_path, write_result
 
 SIZES = (10_000, 50_000, 200_000)
 LAYOUTS = {"1 worker × 2 CPUs": {"num_workers": 1, "cpus_per_worker": 2},
@@ -204,9 +203,7 @@ def main(sizes: tuple[int, ...] = SIZES, output: Path | None = None, layouts: tu
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--output", type=Path, help=f"default {RESULT} (quick: the temp directory)")
     parser.add_argument("--data-only", action="store_true", help="import, prepare and validate; no training")
-    parser.add_argument("--quick", action="store_true", default=os.environ.get("GENP_BENCH_QUICK") == "1",
-                        help=f"smoke run: {QUICK_SIZES[0]} images, the 1-worker layout only (or GENP_BENCH_QUICK=1)")
+    add_quick_arguments(parser, RESULT, f"{QUICK_SIZES[0]} images, the 1-worker layout only")
     arguments = parser.parse_args()
     main(tuple(arguments.sizes), arguments.output, () if arguments.data_only else tuple(LAYOUTS), arguments.quick)

@@ -53,7 +53,7 @@ from gen_platform.training.loop import EpochLoop
 
 from bench._cpu_share import CpuSampler, process_name
 from bench._plain import shuffled_batches
-from bench._results import output_path, write_result
+from bench._results import add_quick_arguments, output_path, write_result
 from bench._stats import speed_ratios
 
 
@@ -231,8 +231,6 @@ def main(quick: bool = False, output: Path | None = None) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", default=os.environ.get("GENP_BENCH_QUICK") == "1",
-                        help="smoke run: a few epochs, one round per dataset (or GENP_BENCH_QUICK=1)")
-    parser.add_argument("--output", type=Path, help=f"default {RESULT} (quick: the temp directory)")
+    add_quick_arguments(parser, RESULT, "a few epochs, one round per dataset")
     arguments = parser.parse_args()
     main(arguments.quick, arguments.output)
