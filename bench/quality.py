@@ -35,6 +35,7 @@ Verdicts (bench/_stats.py), their targets and non-inferiority margins fixed here
 
     python -m bench.quality            # Fashion-MNIST and digits; writes bench/results/quality.json
     python -m bench.quality digits     # one dataset
+    python -m bench.quality --precision bf16 --output /tmp/quality_bf16.json   # ours with bf16 autocast
     python -m bench.quality --quick digits --output /tmp/quality_quick.json   # smoke run (or GENP_BENCH_QUICK=1):
                                        # 2 epochs, 2 seeds, 5 importance samples; never the committed result
 """
@@ -110,9 +111,9 @@ def _progress(message: str) -> None:
     print(f"[quality {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _params(dataset: str, size: int, epochs: int, model: dict, seed: int = 0) -> PipelineParams:
+def _params(dataset: str, size: int, epochs: int, model: dict, seed: int = 0, precision: str = "fp32") -> PipelineParams:
     return parse_params({"data": {"dataset": dataset, "image_size": size}, "model": model,
-                         "train": {"epochs": epochs, "max_failures": 0, "seed": seed, **LAYOUT}})
+                         "train": {"epochs": epochs, "max_failures": 0, "seed": seed, "precision": precision, **LAYOUT}})
 
 
 @dataclass
@@ -329,7 +330,7 @@ def _summary(trained: Trained) -> dict:
             "startup_seconds": round(trained.startup_seconds, 2)}
 
 
-def run(dataset: str, budget: Budget = FULL) -> dict:
+def run(dataset: str, budget: Budget = FULL, precision: str = "fp32") -> dict:
     size, epochs, scored = SETTINGS[dataset]
     epochs = budget.epochs or epochs
     splits = split_dataset(builtin(dataset), seed=0, val_fraction=0.1, test_fraction=0.1)
@@ -344,7 +345,7 @@ def run(dataset: str, budget: Budget = FULL) -> dict:
             torch.set_num_threads(THREADS)
             if reference:
                 _alone(before)
-            params = _params(dataset, size, epochs, {"family": family}, seed)
+            params = _params(dataset, size, epochs, {"family": family}, seed, precision)
             return train(params), params
         return side
 
@@ -429,6 +430,9 @@ def run(dataset: str, budget: Budget = FULL) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="*", help=f"of {', '.join(SETTINGS)} (default: all)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="ours' train.precision (the references train in fp32): fp32, the platform's CPU default, "
+                             "or bf16 autocast")
     add_quick_arguments(parser, RESULT,
                         f"{QUICK.epochs} epochs, {len(QUICK.seeds)} seeds, {QUICK.nll_samples} importance samples")
     arguments = parser.parse_args(argv)
@@ -440,8 +444,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     datasets = arguments.datasets or list(SETTINGS)
     results = {"benchmark": "quality", "quick": arguments.quick, "threads": THREADS, "layout": {LAYOUT_NAME: LAYOUT},
+               "ours_precision": arguments.precision,
                "targets": TARGETS, "margins": {"nll": NLL_MARGIN, "fd": FD_MARGIN},
-               "datasets": {name: run(name, budget) for name in datasets}}
+               "datasets": {name: run(name, budget, arguments.precision) for name in datasets}}
     results["verdicts"] = {name: {"vae_time_to_reference_nll_ratio_met": r["vae_time_to_reference_nll_ratio"]["met"],
                                   "gan_images_per_second_ratio_met": r["gan_images_per_second_ratio"]["met"],
                                   "nll_no_worse": r["vae"]["nll"]["no_worse"], "fd_no_worse": r["gan"]["fd"]["no_worse"]}
