@@ -57,6 +57,7 @@ bench: setup
 	python -m bench.train_throughput
 	python -m bench.profile_epoch
 	python -m bench.quality
+	python -m bench.quality fashion-mnist --precision bf16 --output bench/results/quality_bf16.json
 	python -m bench.gap_profile
 	python -m bench.tune_efficiency
 	python -m bench.tune_soak

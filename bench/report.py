@@ -48,6 +48,8 @@ def _train_throughput(r: dict) -> list[str]:
 
 def _quality(r: dict) -> list[str]:
     rows = []
+    # ours' arithmetic, where it is not the references' (fp32)
+    precision = "" if r.get("ours_precision", "fp32") == "fp32" else f", ours in {r['ours_precision']} autocast"
     for name, d in r["datasets"].items():
         if "vae_time_to_reference_nll_ratio" not in d:  # a file from before the time-to-quality verdicts
             rows.append(f"| `quality` | {name}: written by an older version of bench/quality.py | re-run |")
@@ -58,7 +60,7 @@ def _quality(r: dict) -> list[str]:
         never = len(time_to["per_seed"]) - len(reached)
         median = "not reached in the budget" if time_to["median"] is None else f"{time_to['median']}×"
         per_seed = ", ".join("never" if v is None else str(v) for v in time_to["per_seed"])
-        result = (f"{name}, {d['epochs']} epochs, {len(d['seeds'])} seeds: β-VAE time to pythae's final NLL "
+        result = (f"{name}, {d['epochs']} epochs, {len(d['seeds'])} seeds{precision}: β-VAE time to pythae's final NLL "
                   f"**{median}** (per seed {per_seed}{f'; never reached on {never}' if never else ''}), images/s "
                   f"{d['vae']['images_per_second']['median_of_round_ratios']}×; NLL gap ours − pythae "
                   f"{nll['mean_difference']:+} nats (SD over seeds {nll['difference_sd']}, upper bound "
@@ -170,7 +172,8 @@ def _gpu(r: dict) -> list[str]:
 
 
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {
-    "train_throughput": _train_throughput, "quality": _quality, "gap_profile": _gap_profile, "tune": _tune,
+    "train_throughput": _train_throughput, "quality": _quality, "quality_bf16": _quality, "gap_profile": _gap_profile,
+    "tune": _tune,
     "tune_soak": _tune_soak, "stack_load": _stack_load, "make_test": _make_test, "feedback": _feedback,
     "profile": _profile, "scale": _scale, "gpu": _gpu}
 

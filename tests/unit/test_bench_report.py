@@ -25,7 +25,8 @@ def test_a_changed_result_changes_the_page(tmp_path):
     page = report.render(results)
     assert "compute fraction 0.4321" in page and page != report.render()
     (results / "tune.json").unlink()
-    assert "Not measured: `tune`" in report.render(results)
+    not_measured = report.render(results).split("Not measured: ", 1)[1].split(".", 1)[0]
+    assert "`tune`" in not_measured.split(", ")
 
 
 def test_each_result_names_its_commit_and_machine(tmp_path):
