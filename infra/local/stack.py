@@ -223,8 +223,14 @@ def restart(name: str) -> None:
     print(f"{name} is up again at {urls()[name]}")
 
 
-def group_members(group: int) -> list[int]:
+def _group_members(group: int) -> list[int]:
     """The processes of process group `group` that still run (zombies left out: nothing here reaps them)."""
+    if not Path("/proc").is_dir():  # not Linux: only whether the group has any process left, zombies included
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return []
+        return [group]
     members = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -239,11 +245,14 @@ def group_members(group: int) -> list[int]:
 
 def _stop_groups(pids: list[int], timeout: float = 20) -> None:
     """SIGTERM to each process group, SIGKILL to those still alive after `timeout` seconds."""
-    alive = [pid for pid in pids if group_members(pid)]
+    alive = [pid for pid in pids if _group_members(pid)]
     for pid in alive:
-        os.killpg(pid, signal.SIGTERM)
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:  # ended since
+            pass
     deadline = time.monotonic() + timeout
-    while any(group_members(pid) for pid in alive) and time.monotonic() < deadline:
+    while any(_group_members(pid) for pid in alive) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in alive:
         try:
