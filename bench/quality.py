@@ -76,6 +76,9 @@ THREADS = os.cpu_count() or 1
 LAYOUT_NAME, LAYOUT = "single_1x2", {"num_workers": 1, "cpus_per_worker": THREADS}  # ours: train params
 SEEDS = (0, 1, 2, 3, 4)
 NLL_IMAGES, NLL_SAMPLES = 1000, 100
+# The β-VAE as pythae defines it (β = 1, sampled from N(0, I)): the pipeline's default β and the latent prior it fits
+# once training ends (model.vae.prior_components) are not part of this comparison of training.
+MODELS = {"vae": {"vae": {"beta": 1.0, "prior_components": 0}}, "gan": {}}
 SETTINGS = {  # dataset → (image size, epochs, test images scored)
     "fashion-mnist": (28, 3, 2000),
     "digits": (8, 15, 360),
@@ -345,7 +348,7 @@ def run(dataset: str, budget: Budget = FULL, precision: str = "fp32") -> dict:
             torch.set_num_threads(THREADS)
             if reference:
                 _alone(before)
-            params = _params(dataset, size, epochs, {"family": family}, seed, precision)
+            params = _params(dataset, size, epochs, {"family": family, **MODELS[family]}, seed, precision)
             return train(params), params
         return side
 

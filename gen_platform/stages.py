@@ -156,7 +156,7 @@ def train(params: PipelineParams, ws: Workspace, hooks: tuple = (), process_runs
     `process_runs_one_stage` (the CLI): see `_connect_ray`."""
     from gen_platform.evaluation.classifier import SavedClassifier
     from gen_platform.tracking.runs import live_curves, log_training, training_run
-    from gen_platform.training.launcher import fit
+    from gen_platform.training.launcher import after_training, fit
 
     require_valid_data(ws)
     _connect_ray(state_api=not process_runs_one_stage)
@@ -166,7 +166,7 @@ def train(params: PipelineParams, ws: Workspace, hooks: tuple = (), process_runs
             result = fit(params, ws.prepared("train"), ws.prepared("val"), run_name=run_id, root=ws.root,
                          classifier=classifier, hooks=(*hooks, live))
         log_training(result)
-        result.save_model(ws.model_dir)
+        after_training(result, ws.prepared("train"), params.train.seed).save_model(ws.model_dir)
     curves = [key for key in result.history[-1] if key.startswith(("train_", "val_"))]
     for key in curves:
         write_json(ws.curves_dir / f"{key}.json", {"curve": [{"epoch": r["epoch"], key: r[key]} for r in result.history]})
@@ -253,7 +253,7 @@ def tune(params: PipelineParams, ws: Workspace, resume: bool = False, process_ru
     from gen_platform.models import get_family
     from gen_platform.tracking.metric_names import search_metric
     from gen_platform.tracking.search_runs import LiveTrialRuns, log_search, search_run, trial_runs
-    from gen_platform.training.launcher import read_result_checkpoint
+    from gen_platform.training.launcher import after_training, read_result_checkpoint
     from gen_platform.tuning.search import run_search, trial_params
 
     verdict = require_valid_data(ws)
@@ -277,7 +277,8 @@ def tune(params: PipelineParams, ws: Workspace, resume: bool = False, process_ru
         best = search.best  # raises when no trial finished
         best_params = trial_params(params, best.sample, get_family(params.model.family))
         best_run = runs[best.trial_id]
-        read_result_checkpoint(best.checkpoint_path).save_model(ws.tuned_model_dir)
+        after_training(read_result_checkpoint(best.checkpoint_path), ws.prepared("train"),
+                       best_params.train.seed).save_model(ws.tuned_model_dir)
         scores = _score(best_params, ws, ws.tuned_model_dir, best_run)
         decision = _register(best_params, ws, ws.tuned_model_dir, best_run, scores, _validated_profile(ws, verdict))
         mlflow.set_tags({"best_trial": best.trial_id, "best_run_id": best_run,

@@ -22,6 +22,7 @@ from gen_platform.evaluation.bootstrap import Comparison, compare_by_frechet_dis
 from gen_platform.settings import DataParams, EvaluateParams, Section
 
 Settings = TypeVar("Settings", bound=Section)
+AFTER_TRAINING_IMAGES = 20_000  # the first ones of the training split, which `prepare` shuffled
 
 
 class Architecture(Protocol):
@@ -126,6 +127,10 @@ class Family(Generic[Settings]):
     # scored on those images, with a bootstrap interval of the improvement.
     compare: Callable[[nn.Module, nn.Module, torch.Tensor, nn.Module, EvaluateParams],
                       Comparison] = compare_by_frechet_distance
+    # Once training ends, in the driver, on the selected model: fits what the training does not (the VAE: the latent
+    # prior it samples from) on at most AFTER_TRAINING_IMAGES training images (floats in [0, 1]) with a seed;
+    # returns figures to print. None: the trained model is final.
+    after_training: Callable[[nn.Module, torch.Tensor, int], dict[str, float]] | None = None
 
     def rebuild(self, saved_architecture: dict[str, Any]) -> nn.Module:
         return self.build(self.architecture(**saved_architecture))

@@ -20,11 +20,13 @@ import yaml
 from gen_platform.data.arrays import ImageArrays, load_npz, write_npz
 from gen_platform.tracking.model_io import load_generator
 from gen_platform.training.loopback import free_loopback_port
+from tests.conftest import REPO
 from tests.integration.workspace import GIT, QUICK_EVALUATION, make_workspace, mlflow_client, run
 
 pytestmark = pytest.mark.integration
 EPOCHS = 3
 MODEL = "vae-digits"
+DEFAULT_VAE = yaml.safe_load((REPO / "params.yaml").read_text())["model"]["vae"]
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +55,15 @@ def test_first_repro_registers_a_champion_that_samples(workspace, ray_head):
     model = load_generator(f"models:/{MODEL}@champion")
     samples = model.sample(16)
     assert samples.shape == (16, 1, 8, 8) and 0 <= float(samples.min()) and float(samples.max()) <= 1
+    # it samples from the latent prior fitted once training ended, not from N(0, I)
+    assert model.architecture.prior_components == DEFAULT_VAE["prior_components"] > 0
+    assert float(model.prior_means.abs().max()) > 0
 
     run_data = client.get_run(champion.run_id).data
     data_md5 = yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
     assert run_data.tags["data_version"] == data_md5
     assert len(run_data.tags["git_commit"]) >= 40 and run_data.tags["validation"] == "passed"
-    assert run_data.params["model.vae.beta"] == "1.0" and run_data.params["train.num_workers"] == "1"
+    assert run_data.params["model.vae.beta"] == str(DEFAULT_VAE["beta"]) and run_data.params["train.num_workers"] == "1"
     curve = client.get_metric_history(champion.run_id, "val/neg_elbo")
     assert [m.step for m in curve] == list(range(1, EPOCHS + 1))
     # MLflow's chart sections: per-epoch curves under train/ and val/, the evaluation under eval/
@@ -90,7 +95,7 @@ def test_lineage_of_the_trained_champion(workspace):
     assert lineage["data"] == {"md5": data_md5, "dvc_path": "data/raw", "dataset": "digits"}
     assert lineage["validation"]["verdict"] == "passed"
     assert lineage["validation"]["report"].endswith("/lineage/validation.html")
-    assert lineage["params"]["model.vae.beta"] == "1.0" and "eval/nll" in lineage["metrics"]
+    assert lineage["params"]["model.vae.beta"] == str(DEFAULT_VAE["beta"]) and "eval/nll" in lineage["metrics"]
     assert lineage["search"] is None and lineage["flow_run_id"] is None
     assert lineage["promotion"]["promoted"] == "True"
     printed = run(["genp", "lineage", f"{MODEL}/1"], workspace).stdout
