@@ -58,6 +58,7 @@ bench: setup
 	python -m bench.profile_epoch
 	python -m bench.quality
 	python -m bench.quality fashion-mnist --precision bf16 --output bench/results/quality_bf16.json
+	python -m bench.quality fashion-mnist --families vae --vae-prior-components 10 --output bench/results/quality_prior.json
 	python -m bench.gap_profile
 	python -m bench.tune_efficiency
 	python -m bench.tune_soak

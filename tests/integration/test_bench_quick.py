@@ -25,9 +25,11 @@ def _rendered(tmp_path, name: str, result: dict) -> str:
 
 
 def test_quality_quick_mode_has_the_committed_shape(tmp_path):
-    result = quality.main(["--quick", "digits", "--output", str(tmp_path / "quality.json")])
+    # ours' β-VAE with the fitted latent prior: the pipeline's model, the one path that differs from pythae's
+    result = quality.main(["--quick", "digits", "--vae-prior-components", "3", "--output", str(tmp_path / "quality.json")])
     digits = result["datasets"]["digits"]
     assert result["quick"] and digits["seeds"] == list(quality.QUICK.seeds) and digits["epochs"] == quality.QUICK.epochs
+    assert result["ours_vae_prior_components"] == 3
     for round_ in digits["vae"]["rounds"]:
         curve = round_["ours"]["nll_per_epoch"]
         assert len(curve) == quality.QUICK.epochs and curve[-1]["nll"] == round_["ours"]["nll"]
@@ -35,7 +37,7 @@ def test_quality_quick_mode_has_the_committed_shape(tmp_path):
     assert set(result["verdicts"]["digits"]) == set(json.loads(quality.RESULT.read_text())["verdicts"]["digits"])
     assert result["environment"]["libraries"]["pythae"] == "0.1.2"
     page = _rendered(tmp_path, "quality", result)
-    assert "digits, 2 epochs, 2 seeds: β-VAE time to pythae's final NLL" in page
+    assert "digits, 2 epochs, 2 seeds, ours' β-VAE with a 3-component fitted latent prior: β-VAE time to pythae's" in page
 
 
 def test_train_throughput_quick_mode_has_the_committed_shape(tmp_path):

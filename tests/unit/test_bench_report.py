@@ -40,3 +40,16 @@ def test_each_result_names_its_commit_and_machine(tmp_path):
     page = report.render(results)
     assert "| `tune_soak.json` | `0123456789ab` | Some CPU, 2 cores |" in page
     assert "Results from 1 commit." in page
+
+
+def test_a_quality_run_of_one_family_renders_that_family_alone(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    vae_only = json.loads((report.RESULTS / "quality.json").read_text())
+    vae_only["ours_vae_prior_components"] = 10
+    vae_only["datasets"] = {"fashion-mnist": {key: value for key, value in vae_only["datasets"]["fashion-mnist"].items()
+                                              if not key.startswith("gan")}}
+    (results / "quality_prior.json").write_text(json.dumps(vae_only))
+    row = next(line for line in report.render(results).splitlines() if line.startswith("| `quality` |"))
+    assert "fashion-mnist, 3 epochs, 5 seeds, ours' β-VAE with a 10-component fitted latent prior: β-VAE time" in row
+    assert "NLL no worse" in row and "DCGAN" not in row and "GAN ≥" not in row
