@@ -6,7 +6,7 @@
 2. then, set-up done, `dvc repro -f --no-run-cache` (the whole default pipeline again), with the seconds of
    each stage taken from the time its "Running stage" line appeared; once with a local Ray runtime of its own
    (started and stopped by the train stage), once attached to a running Ray head (`stack.py up ray` in the
-   clone, as a user with the stack up works);
+   clone, as a user with the stack up works), the local one first in even rounds and last in odd ones;
 3. the fixed costs behind those stages, each its own process in the clone (FLOORS): what every `genp` stage pays
    before any work (the CLI, with torch), what train, evaluate and register add for MLflow's store, validate
    for Great Expectations, and train for starting and stopping its local Ray runtime. `pipeline_floor_seconds`
@@ -97,18 +97,27 @@ class Round(NamedTuple):
     attached_stages: dict[str, float]
 
 
-def _round() -> Round:
+def _forced_repro(clone: Path, attached: bool) -> tuple[float, list[tuple[float, str]]]:
+    """`dvc repro -f` with a Ray runtime of its own, or attached to a Ray head started for it in the clone."""
+    command = ["dvc", "repro", "-f", "--no-run-cache"]
+    if not attached:
+        return timed(command, clone)
+    with local_stack(clone, clone / ".stack", services=("ray",), python=str(clone / ".venv" / "bin" / "python")
+                     ) as stack:
+        return timed(command, clone, **stack["client_env"])
+
+
+def _round(index: int) -> Round:
+    """One round in a new clone; the two forced repros in alternating order (local first on even rounds)."""
     with tempfile.TemporaryDirectory(prefix="genp-feedback-") as directory:
         clone = Path(directory) / "clone"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         make_run, _ = timed(["make", "run"], clone)
         evaluation = json.loads((clone / "metrics" / "evaluate.json").read_text())
         champion = {name: evaluation[name] for name in CHAMPION_TARGETS}
-        repro, lines = timed(["dvc", "repro", "-f", "--no-run-cache"], clone)
-        with local_stack(clone, clone / ".stack", services=("ray",), python=str(clone / ".venv" / "bin" / "python")
-                         ) as stack:
-            attached, attached_lines = timed(["dvc", "repro", "-f", "--no-run-cache"], clone, **stack["client_env"])
+        repros = {attached: _forced_repro(clone, attached) for attached in ((False, True), (True, False))[index % 2]}
         floors = _floors(clone)
+    (repro, lines), (attached, attached_lines) = repros[False], repros[True]
     return Round(make_run, repro, _stage_seconds(lines, repro), floors, champion, attached,
                  _stage_seconds(attached_lines, attached))
 
@@ -128,7 +137,7 @@ def champion_summary(rounds: list[dict[str, float]]) -> dict:
 
 
 def main() -> None:
-    rounds = [_round() for _ in range(ROUNDS)]
+    rounds = [_round(index) for index in range(ROUNDS)]
     stages = {name: round(statistics.median(r.stages[name] for r in rounds), 1) for name in rounds[0].stages}
     result = {"benchmark": "feedback", "cpus": os.cpu_count(), "rounds": ROUNDS,
               "make_run_fresh_clone": summary([r.make_run for r in rounds], TARGETS["make_run"]),
