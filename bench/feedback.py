@@ -11,6 +11,8 @@
    before any work (the CLI, with torch), what train, evaluate and register add for MLflow's store, validate
    for Great Expectations, and train for starting and stopping its local Ray runtime. `pipeline_floor_seconds`
    adds them up as the six stages pay them: the part of `dvc repro` no faster stage code can remove.
+4. the train stage of each forced repro split into phases at the lines it prints (`_train_phases`): before Ray
+   Train, Ray Train's start-up to the first epoch, the epochs, and what follows them.
 
     python -m bench.feedback     # writes bench/results/feedback.json (about 20 minutes on 2 cores)
 
@@ -72,6 +74,26 @@ def _stage_seconds(lines: list[tuple[float, str]], total: float) -> dict[str, fl
     return {name: round(end - at, 1) for (at, name), end in zip(starts, ends)}
 
 
+# Lines the train stage prints, in order: where its phases meet.
+TRAIN_MARKS = {"started_training": "training on Ray Train", "first_epoch": " epoch 1/", "after_training": "after training:"}
+
+
+def _train_phases(lines: list[tuple[float, str]], total: float) -> dict[str, float]:
+    """The train stage of one `dvc repro` split at TRAIN_MARKS: `before_ray_train` (the CLI process, imports, a
+    local Ray runtime where there is one, the MLflow run), `ray_train_startup` (Ray Train's controller and worker
+    processes up to the first epoch's report), `epochs` (the first epoch's report to the last one's),
+    `after_training` (the checkpoint read back, the latent prior's fit, the logs, until the next stage starts)."""
+    stage = [(at, line) for at, line in lines if at >= next(at for at, line in lines if line.startswith("Running stage 'train'"))]
+    start = stage[0][0]
+    end = next((at for at, line in stage[1:] if line.startswith("Running stage")), total)
+    marks = {name: next(at for at, line in stage if text in line) for name, text in TRAIN_MARKS.items()}
+    last_epoch = max(at for at, line in stage if " epoch " in line and at <= marks["after_training"])
+    return {name: round(seconds, 1) for name, seconds in (
+        ("before_ray_train", marks["started_training"] - start),
+        ("ray_train_startup", marks["first_epoch"] - marks["started_training"]),
+        ("epochs", last_epoch - marks["first_epoch"]), ("after_training", end - last_epoch))}
+
+
 def _floors(clone: Path) -> dict[str, float]:
     """Median seconds of each FLOORS process, the processes interleaved; then the pipeline's sum: six stages
     start the CLI, three of them MLflow's store, one Great Expectations, one a Ray runtime."""
@@ -95,6 +117,7 @@ class Round(NamedTuple):
     champion: dict[str, float]
     attached: float
     attached_stages: dict[str, float]
+    train_phases: dict[str, dict[str, float]]  # "local" and "attached"
 
 
 def _forced_repro(clone: Path, attached: bool) -> tuple[float, list[tuple[float, str]]]:
@@ -119,7 +142,8 @@ def _round(index: int) -> Round:
         floors = _floors(clone)
     (repro, lines), (attached, attached_lines) = repros[False], repros[True]
     return Round(make_run, repro, _stage_seconds(lines, repro), floors, champion, attached,
-                 _stage_seconds(attached_lines, attached))
+                 _stage_seconds(attached_lines, attached),
+                 {"local": _train_phases(lines, repro), "attached": _train_phases(attached_lines, attached)})
 
 
 def summary(seconds: list[float], target: float) -> dict:
@@ -147,6 +171,7 @@ def main() -> None:
               "dvc_repro_stage_seconds_per_round": [r.stages for r in rounds],
               "dvc_repro_forced_attached_to_ray_head": summary([r.attached for r in rounds], TARGETS["dvc_repro_forced"]),
               "dvc_repro_attached_stage_seconds_per_round": [r.attached_stages for r in rounds],
+              "train_stage_phases_per_round": [r.train_phases for r in rounds],
               "fixed_cost_seconds_per_round": [r.floors for r in rounds],
               "fixed_cost_statistic": f"median of {FLOOR_REPEATS} interleaved processes per round"}
     write_result(RESULT, result)

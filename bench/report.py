@@ -129,6 +129,11 @@ def _feedback(r: dict) -> list[str]:
     if attached := r.get("dvc_repro_forced_attached_to_ray_head"):
         rows.append(f"| `feedback` | `dvc repro -f` attached to a running Ray head (the stack's): "
                     f"{attached['median_seconds']} s | ≤ {attached['target_seconds']} s: {_verdict(attached['met'])} |")
+    if phases := r.get("train_stage_phases_per_round"):
+        split = "; ".join(f"{how}: " + ", ".join(f"{name.replace('_', ' ')} {seconds} s" for name, seconds in
+                                                 phases[0][how].items()) for how in phases[0])
+        rows.append(f"| `feedback` | the train stage of `dvc repro -f`, first round: {split} | (explains the train "
+                    f"stage) |")
     if champion := r.get("make_run_champion"):
         median, targets = champion["median"], champion["targets_at_least"]
         rows.append(f"| `feedback` | the champion `make run` registers on digits: precision {median['precision']}, "
