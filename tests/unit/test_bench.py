@@ -135,6 +135,21 @@ def test_feedback_adds_up_the_fixed_costs_as_the_six_stages_pay_them(monkeypatch
     assert floors["pipeline_floor_seconds"] == 6 * 2.0 + 3 * 3.0 + 4.0 + 5.0
 
 
+def test_feedback_splits_the_train_stage_at_the_lines_it_prints():
+    from bench.feedback import _train_phases
+
+    lines = [(0.0, "Running stage 'features':"), (1.0, "classifier epoch 1/5"),  # another stage's epochs
+             (2.0, "Running stage 'train':"), (2.1, "> genp train"),
+             (11.0, "MLflow run 0123 (vae-digits); training on Ray Train"),
+             (19.0, "\x1b[36m(RayTrainWorker pid=7)\x1b[0m epoch 1/20  train_loss 38.6"),
+             (20.5, "\x1b[36m(RayTrainWorker pid=7)\x1b[0m epoch 10/20  train_loss 23.0"),
+             (21.0, "\x1b[36m(RayTrainWorker pid=7)\x1b[0m epoch 20/20  train_loss 22.4"),
+             (23.0, "after training: prior_fit_log_likelihood -18.58"),
+             (25.5, "Running stage 'evaluate':"), (26.0, "evaluation: fd 12.6")]
+    assert _train_phases(lines, 40.0) == {"before_ray_train": 9.0, "ray_train_startup": 8.0, "epochs": 2.0,
+                                          "after_training": 4.5}
+
+
 def test_search_soak_result_covers_single_process_and_multi_worker_trials_without_failure_or_leak():
     import json
 
