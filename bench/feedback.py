@@ -83,8 +83,8 @@ def _train_phases(lines: list[tuple[float, str]], total: float) -> dict[str, flo
     local Ray runtime where there is one, the MLflow run), `ray_train_startup` (Ray Train's controller and worker
     processes up to the first epoch's report), `epochs` (the first epoch's report to the last one's),
     `after_training` (the checkpoint read back, the latent prior's fit, the logs, until the next stage starts)."""
-    stage = [(at, line) for at, line in lines if at >= next(at for at, line in lines if line.startswith("Running stage 'train'"))]
-    start = stage[0][0]
+    start = next(at for at, line in lines if line.startswith("Running stage 'train'"))
+    stage = [(at, line) for at, line in lines if at >= start]
     end = next((at for at, line in stage[1:] if line.startswith("Running stage")), total)
     marks = {name: next(at for at, line in stage if text in line) for name, text in TRAIN_MARKS.items()}
     last_epoch = max(at for at, line in stage if " epoch " in line and at <= marks["after_training"])

@@ -185,9 +185,7 @@ def _gpu(r: dict) -> list[str]:
 
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {
     "train_throughput": _train_throughput, "quality": _quality, "quality_bf16": _quality, "quality_prior": _quality,
-    "gap_profile": _gap_profile,
-    "tune": _tune,
-    "tune_soak": _tune_soak, "stack_load": _stack_load, "make_test": _make_test, "feedback": _feedback,
+    "gap_profile": _gap_profile, "tune": _tune, "tune_soak": _tune_soak, "stack_load": _stack_load, "make_test": _make_test, "feedback": _feedback,
     "profile": _profile, "scale": _scale, "gpu": _gpu}
 
 
