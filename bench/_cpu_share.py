@@ -95,14 +95,19 @@ class CpuSampler:
             self._snapshots.append({int(pid): (name, cpu) for pid, (name, cpu) in processes.items()})
         self._output.close()
 
-    def _nearest(self, moment: float) -> int:
-        i = bisect.bisect_left(self._times, moment)
-        return min((j for j in (i - 1, i) if 0 <= j < len(self._times)), key=lambda j: abs(self._times[j] - moment))
+    def _enclosing(self, start: float, end: float) -> tuple[int, int]:
+        """The samples at or before `start` and at or after `end` (clamped to the first and last), never one sample:
+        a window shorter than the interval would otherwise have no width."""
+        first = max(bisect.bisect_right(self._times, start) - 1, 0)
+        last = min(bisect.bisect_left(self._times, end), len(self._times) - 1)
+        if last <= first:
+            first, last = (first, first + 1) if first + 1 < len(self._times) else (first - 1, first)
+        return first, last
 
     def shares(self, start: float, end: float) -> dict[str, float]:
         if len(self._times) < 2:
             raise ValueError("fewer than two CPU samples were taken")
-        first, last = self._nearest(start), self._nearest(end)
+        first, last = self._enclosing(start, end)
         return cpu_shares(self._snapshots[first], self._snapshots[last], self._times[last] - self._times[first])
 
 

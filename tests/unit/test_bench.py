@@ -111,6 +111,18 @@ def test_cpu_sampler_sees_this_process_busy():
     assert sampler.shares(start, end)[process_name(me.cmdline())] >= used / (end - start) - 0.15
 
 
+def test_a_window_shorter_than_the_sampling_interval_spans_the_samples_around_it():
+    from bench._cpu_share import CpuSampler
+
+    sampler = CpuSampler()
+    sampler._times = [10.0, 10.25, 10.5]
+    sampler._snapshots = [{1: ("train", 1.0)}, {1: ("train", 1.2)}, {1: ("train", 1.45)}]
+    # both ends nearest to one sample (the failure a quick run met): the window widens to the samples around it
+    assert sampler.shares(10.26, 10.27) == {"train": 1.0}
+    assert sampler.shares(10.0, 10.5) == {"train": 0.9}
+    assert sampler.shares(10.6, 10.7) == {"train": 1.0}  # past the last sample: the last interval
+
+
 def test_make_test_reads_pytests_summary_line():
     from bench.make_test import pytest_summary
 
