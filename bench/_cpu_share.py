@@ -4,6 +4,9 @@ so a benchmark can say how many cores the measured process got in a window and w
 
 A process that starts inside the window counts with all its CPU time; one that exits inside it is missed after
 its last sample (the sampling interval bounds that loss).
+
+`CpuLedger` answers the same question for a long run (a whole `make test`): CPU seconds per process name, summed
+over every process seen, without keeping the samples.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ def process_name(cmdline: list[str]) -> str:
         for i, arg in enumerate(cmdline[1:], start=1):
             if arg == "-m" and i + 1 < len(cmdline):
                 return cmdline[i + 1]
-            if arg.endswith(".py"):
+            if arg == "-c":  # e.g. pytest-xdist's workers
+                return "python -c"
+            if arg.endswith(".py") or ("/" in arg and not arg.startswith("-")):  # a script, or a console script
                 return os.path.basename(arg)
     return os.path.basename(first)
 
@@ -111,8 +116,75 @@ class CpuSampler:
         return cpu_shares(self._snapshots[first], self._snapshots[last], self._times[last] - self._times[first])
 
 
-if __name__ == "__main__":  # the sampling process: one JSON line per sample until terminated
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+def _sticky_name(earlier: str | None, now: str) -> str:
+    """A Ray worker process is named after the actor it hosts (`ray::RayTrainWorker`) once the actor starts: keep
+    that name, not the launcher's it had before or the `ray::IDLE` it may return to."""
+    if earlier and earlier.startswith("ray::") and earlier != "ray::IDLE":
+        return earlier
+    return now if now != "?" or not earlier else earlier
+
+
+class CpuLedger:
+    """`with CpuLedger() as ledger: ...`, then `ledger.totals`: {process name: [CPU seconds, processes]} used inside
+    the block by every other process of the machine, largest first, and `ledger.wall_seconds`. Processes that ran
+    before the block count from its start. A process that lives shorter than the interval between two samples is
+    missed, and one that ends loses the CPU it used after its last sample: the totals are a lower bound."""
+
+    def __init__(self, interval: float = 0.5):
+        self.interval = interval
+        self.totals: dict[str, list[float]] = {}
+        self.wall_seconds = 0.0
+
+    def __enter__(self) -> "CpuLedger":
+        self._output = tempfile.TemporaryFile("w+")
+        self._process = subprocess.Popen([sys.executable, "-m", "bench._cpu_share", str(self.interval), "--ledger"],
+                                         stdout=self._output, cwd=Path(__file__).parents[1])
+        self._started = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall_seconds = round(time.monotonic() - self._started, 1)
+        self._process.terminate()
+        self._process.wait()
+        self._output.seek(0)
+        self.totals = json.loads(self._output.read() or "{}")
+        self._output.close()
+
+
+def _keep_ledger(interval: float) -> None:
+    me = os.getpid()
+    baseline: dict[tuple[int, float], float] = {}
+    seen: dict[tuple[int, float], tuple[str, float]] = {}
+    first = True
+
+    def report(*_: object) -> None:
+        used: Counter[str] = Counter()
+        count: Counter[str] = Counter()
+        for key, (name, cpu) in seen.items():
+            used[name] += cpu - baseline.get(key, 0.0)
+            count[name] += 1
+        print(json.dumps({name: [round(cpu, 1), count[name]] for name, cpu in used.most_common()}), flush=True)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, report)
+    while True:
+        for process in psutil.process_iter(["cmdline", "cpu_times", "create_time"]):
+            times = process.info["cpu_times"]
+            if process.pid == me or times is None:
+                continue
+            key = (process.pid, process.info["create_time"])
+            cpu = times.user + times.system
+            if first:
+                baseline[key] = cpu
+            seen[key] = (_sticky_name(seen.get(key, (None,))[0], process_name(process.info["cmdline"] or [])), cpu)
+        first = False
+        time.sleep(interval)
+
+
+if __name__ == "__main__":  # the sampling process: one JSON line per sample until terminated, or with --ledger
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the totals once, when terminated
+    if "--ledger" in sys.argv:
+        _keep_ledger(float(sys.argv[1]))
     while True:
         print(json.dumps([time.time(), snapshot()]), flush=True)
         time.sleep(float(sys.argv[1]))

@@ -7,7 +7,9 @@ the suite passes beside what `make run` left in the working tree).
 
 `ROUNDS` rounds of each kind, each in a new clone; the verdict uses the median of the CI rounds, with every round
 beside it. Each round also records pytest's own time and test count (from its summary line) and the set-up, the
-rest of the wall time (after `make run` the set-up is already done). Target (issue 34): under 10 minutes on 2
+rest of the wall time (after `make run` the set-up is already done), and the fresh-clone round where the CPU went
+(`bench._cpu_share.CpuLedger`: CPU seconds per process name, and per kind of process): on 2 cores the suite is
+CPU-bound, so this says which work a shorter `make test` has to remove. Target (issue 34): under 10 minutes on 2
 cores, 8 as the aim. Run it on an idle machine: it is a wall time.
 """
 
@@ -20,6 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from bench._cpu_share import CpuLedger
 from bench._results import write_result
 from bench.feedback import REPO, summary, timed
 
@@ -28,6 +31,30 @@ ROUNDS = 1
 TARGET_SECONDS = 600
 AIM_SECONDS = 480
 SUMMARY_LINE = re.compile(r"=+ (\d+) passed.* in ([\d.]+)s")
+# Kinds of process, by the names `bench._cpu_share.process_name` gives them; the first kind that matches counts.
+RAY_DAEMONS = {"raylet", "gcs_server", "log_monitor.py", "dashboard.py", "agent.py", "monitor.py", "main.py",
+               "runtime_env_agent", "ray"}
+PROCESS_KINDS = (
+    ("Ray actor processes (Train controllers, workers, sync actors; Tune trials)",
+     lambda name: name.startswith("ray::") or name in {"setup_worker.py", "default_worker.py"}),
+    ("Ray runtime daemons (GCS, raylet, dashboard and its modules, agents, log monitor)",
+     lambda name: name in RAY_DAEMONS or name.startswith("ray-dashboard-")),
+    ("pytest's workers (unit tests; flows, benchmarks and clients run in-process)", lambda name: name == "python -c"),
+    ("pipeline stages and CLIs (genp, dvc, mlflow, prefect commands)",
+     lambda name: name in {"genp", "dvc", "mlflow", "prefect", "models:/vae-digits@champion"}),
+    ("Prefect flow runs (serve's subprocesses) and the stacks' servers",
+     lambda name: name.startswith(("prefect.", "flows.", "uvicorn", "gunicorn", "infra.")) or name == "stack.py"),
+    ("set-up (pip, uv, byte-compiling)", lambda name: name in {"pip", "uv", "pip_compileall.py", "ensurepip", "venv"}),
+)
+
+
+def cpu_by_kind(totals: dict[str, list[float]]) -> dict[str, float]:
+    """CPU seconds per kind of process (PROCESS_KINDS, then "other"), from a ledger's totals, largest first."""
+    kinds: dict[str, float] = {}
+    for name, (seconds, _) in totals.items():
+        kind = next((kind for kind, matches in PROCESS_KINDS if matches(name)), "other")
+        kinds[kind] = kinds.get(kind, 0.0) + seconds
+    return {kind: round(seconds, 1) for kind, seconds in sorted(kinds.items(), key=lambda item: -item[1])}
 
 
 def pytest_summary(lines: list[str]) -> tuple[int, float]:
@@ -44,10 +71,18 @@ def _round(after_make_run: bool) -> dict:
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         if after_make_run:
             timed(["make", "run"], clone)
-        total, lines = timed(["bash", ".ci/run"], clone, CI="true")
+        with CpuLedger() as ledger:
+            total, lines = timed(["bash", ".ci/run"], clone, CI="true")
     passed, pytest_seconds = pytest_summary([line for _, line in lines])
+    cpu_seconds = sum(seconds for seconds, _ in ledger.totals.values())
+    cores = os.cpu_count() or 1
     return {"total_seconds": round(total, 1), "pytest_seconds": pytest_seconds,
-            "setup_seconds": round(total - pytest_seconds, 1), "tests_passed": passed}
+            "setup_seconds": round(total - pytest_seconds, 1), "tests_passed": passed,
+            "cpu": {"seconds": round(cpu_seconds, 1), "cores": cores,
+                    "share_of_all_cores": round(cpu_seconds / (cores * ledger.wall_seconds), 3),
+                    "by_kind": cpu_by_kind(ledger.totals),
+                    "by_process_name": {name: {"seconds": seconds, "processes": count}
+                                        for name, (seconds, count) in list(ledger.totals.items())[:20]}}}
 
 
 def main() -> None:

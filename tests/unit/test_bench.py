@@ -123,6 +123,42 @@ def test_a_window_shorter_than_the_sampling_interval_spans_the_samples_around_it
     assert sampler.shares(10.6, 10.7) == {"train": 1.0}  # past the last sample: the last interval
 
 
+def test_a_ledger_counts_each_process_by_name_from_the_start_of_its_block(tmp_path):
+    import subprocess
+    import sys
+
+    from bench._cpu_share import CpuLedger
+
+    burn = tmp_path / "burn.py"
+    burn.write_text("import time\nend = time.process_time() + 1.0\nwhile time.process_time() < end:\n    pass\n")
+    with CpuLedger(interval=0.05) as ledger:
+        subprocess.run([sys.executable, str(burn)], check=True)
+    seconds, processes = ledger.totals["burn.py"]
+    assert processes == 1 and 0.5 <= seconds <= 1.2  # a lower bound: the CPU after its last sample is missed
+    assert ledger.wall_seconds >= 1.0
+
+
+def test_a_ray_worker_keeps_the_name_of_the_actor_it_hosted():
+    from bench._cpu_share import _sticky_name, process_name
+
+    assert process_name(["/venv/bin/python", "/venv/bin/genp", "train"]) == "genp"  # a console script
+    assert process_name(["/venv/bin/python", "-c", "import sys;exec(eval(sys.stdin.readline()))"]) == "python -c"
+    assert _sticky_name(None, "setup_worker.py") == "setup_worker.py"
+    assert _sticky_name("setup_worker.py", "ray::RayTrainWorker") == "ray::RayTrainWorker"
+    assert _sticky_name("ray::RayTrainWorker", "ray::IDLE") == "ray::RayTrainWorker"
+    assert _sticky_name("genp", "?") == "genp"  # a process whose command line can no longer be read
+
+
+def test_make_test_sorts_cpu_into_kinds_of_process():
+    from bench.make_test import cpu_by_kind
+
+    totals = {"ray::RayTrainWorker": [30.0, 3], "setup_worker.py": [5.0, 2], "raylet": [4.0, 1],
+              "ray-dashboard-JobHead-0": [1.0, 1], "python -c": [50.0, 2], "genp": [20.0, 9], "something": [2.0, 1]}
+    kinds = cpu_by_kind(totals)
+    assert list(kinds.values()) == [50.0, 35.0, 20.0, 5.0, 2.0]  # largest first
+    assert kinds[next(k for k in kinds if k.startswith("Ray actor"))] == 35.0 and kinds["other"] == 2.0
+
+
 def test_make_test_reads_pytests_summary_line():
     from bench.make_test import pytest_summary
 
