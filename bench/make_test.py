@@ -3,7 +3,7 @@ virtual environment, every package installed, then the whole suite (unit and int
 another fresh clone, the order a new user follows: `make run`, then `make test` (the two commands must compose:
 the suite passes beside what `make run` left in the working tree).
 
-    python -m bench.make_test     # writes bench/results/make_test.json (about 12 minutes per round on 2 cores)
+    python -m bench.make_test     # writes bench/results/make_test.json (about 13 minutes per round on 2 cores, two rounds)
 
 `ROUNDS` rounds of each kind, each in a new clone; the verdict uses the median of the CI rounds, with every round
 beside it. Each round also records pytest's own time and test count (from its summary line) and the set-up, the
