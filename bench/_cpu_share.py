@@ -94,7 +94,7 @@ class CpuSampler:
         for line in self._output:
             try:
                 moment, processes = json.loads(line)
-            except ValueError:  # the line being written when the sampler was stopped
+            except ValueError:  # the line being written when the sampler was stopped, or the empty one after it
                 continue
             self._times.append(moment)
             self._snapshots.append({int(pid): (name, cpu) for pid, (name, cpu) in processes.items()})
@@ -181,10 +181,15 @@ def _keep_ledger(interval: float) -> None:
         time.sleep(interval)
 
 
+def _keep_samples(interval: float) -> None:
+    try:
+        while True:
+            print(json.dumps([time.time(), snapshot()]), flush=True)
+            time.sleep(interval)
+    finally:  # terminated: a last sample, so a block shorter than the interval still has one at each end; on a line
+        print("\n" + json.dumps([time.time(), snapshot()]), flush=True)  # of its own, after any line cut short
+
+
 if __name__ == "__main__":  # the sampling process: one JSON line per sample until terminated, or with --ledger
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the totals once, when terminated
-    if "--ledger" in sys.argv:
-        _keep_ledger(float(sys.argv[1]))
-    while True:
-        print(json.dumps([time.time(), snapshot()]), flush=True)
-        time.sleep(float(sys.argv[1]))
+    (_keep_ledger if "--ledger" in sys.argv else _keep_samples)(float(sys.argv[1]))

@@ -123,6 +123,17 @@ def test_a_window_shorter_than_the_sampling_interval_spans_the_samples_around_it
     assert sampler.shares(10.6, 10.7) == {"train": 1.0}  # past the last sample: the last interval
 
 
+def test_a_block_shorter_than_the_sampling_interval_has_a_sample_at_each_end():
+    import time
+
+    from bench._cpu_share import CpuSampler
+
+    with CpuSampler(interval=30.0) as sampler:  # one sample on entry; the next would be 30 s later
+        start = time.time()
+    assert len(sampler._times) == 2 and sampler._times[0] <= start <= sampler._times[1]
+    assert sampler.shares(start, time.time())  # the quick benchmark's failure: "fewer than two CPU samples"
+
+
 def test_a_ledger_counts_each_process_by_name_from_the_start_of_its_block(tmp_path):
     import subprocess
     import sys
