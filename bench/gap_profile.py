@@ -10,21 +10,23 @@ ratio in two, one process, 2 threads, the same networks, seed, batch size and fu
 - the Ray Train worker against the in-process loop is `bench.train_throughput`'s step ratio on Fashion-MNIST.
 
 The product of the three is what `bench.quality` measures end to end. Training passes only (images/s of each
-epoch after the first), `ROUNDS` interleaved rounds (every side once per round, in rotating order, a fresh
+epoch after the first), `FULL.rounds` interleaved rounds (every side once per round, in rotating order, a fresh
 model each), the median of per-round ratios with the min and max. Fashion-MNIST's first 10,000 training images
 (as bench/profile_epoch.py, which breaks our loop's own epoch into phases and operators).
 
     python -m bench.gap_profile    # writes bench/results/gap_profile.json (about 5 minutes on 2 cores)
+    python -m bench.gap_profile --quick --output /tmp/gap.json   # smoke run: 400 images, 2 epochs, one round
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 import torch
@@ -38,13 +40,22 @@ from gen_platform.models import get_family
 from gen_platform.training.loop import EpochLoop
 
 from bench._plain import shuffled_batches
-from bench._results import write_result
+from bench._results import add_quick_arguments, output_path, write_result
 from bench._stats import speed_ratios
 from bench.quality import _params, _plain_dcgan, _pythae_beta_vae
 
 RESULT = Path(__file__).parent / "results" / "gap_profile.json"
-THREADS, EPOCHS, ROUNDS, IMAGES = 2, 3, 3, 10_000
+THREADS = 2
 CPU = torch.device("cpu")
+
+
+class Budget(NamedTuple):
+    images: int  # Fashion-MNIST's first training images
+    epochs: int  # each side's; its first is left out of the images/s
+    rounds: int
+
+
+FULL, QUICK = Budget(10_000, 3, 3), Budget(400, 2, 1)
 
 
 def _ours(params: PipelineParams, batches: Callable[[int], Iterable[np.ndarray]]) -> float:
@@ -59,15 +70,17 @@ def _ours(params: PipelineParams, batches: Callable[[int], Iterable[np.ndarray]]
     return statistics.median(rates[1:])
 
 
-def main() -> dict:
+def main(quick: bool = False, output: Path | None = None) -> dict:
+    budget = QUICK if quick else FULL
+    output = output_path(RESULT, quick, output)
     torch.set_num_threads(THREADS)
     train = split_dataset(builtin("fashion-mnist"), seed=0, val_fraction=0.1, test_fraction=0.1)["train"]
-    train = ImageArrays(train.images[:IMAGES], train.labels[:IMAGES])
+    train = ImageArrays(train.images[:budget.images], train.labels[:budget.images])
     families = {}
     with tempfile.TemporaryDirectory() as directory:
         shards = write_shards(Path(directory) / "train", train)
         for family in ("vae", "gan"):
-            params = _params("fashion-mnist", 28, EPOCHS, {"family": family})
+            params = _params("fashion-mnist", 28, budget.epochs, {"family": family})
 
             def reference() -> float:
                 if family == "vae":
@@ -85,7 +98,7 @@ def main() -> dict:
 
             sides = {"reference": reference, "ours_memory": memory, "ours_shards": from_shards}
             rates: dict[str, list[float]] = {name: [] for name in sides}
-            for round_ in range(ROUNDS):
+            for round_ in range(budget.rounds):
                 names = list(sides)[round_ % 3:] + list(sides)[:round_ % 3]
                 for name in names:
                     rates[name].append(sides[name]())
@@ -97,9 +110,13 @@ def main() -> dict:
                 "loop": speed_ratios(rates["ours_memory"], rates["reference"]),
                 "shards": speed_ratios(rates["ours_shards"], rates["ours_memory"]),
             }
-    return write_result(RESULT, {"benchmark": "gap_profile", "dataset": f"fashion-mnist ({IMAGES} training images)",
-                                 "threads": THREADS, "epochs": EPOCHS, "rounds": ROUNDS, "families": families})
+    return write_result(output, {"benchmark": "gap_profile", "quick": quick,
+                                 "dataset": f"fashion-mnist ({budget.images} training images)", "threads": THREADS,
+                                 "epochs": budget.epochs, "rounds": budget.rounds, "families": families})
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_quick_arguments(parser, RESULT, "400 images, 2 epochs, one round")
+    arguments = parser.parse_args()
+    main(arguments.quick, arguments.output)

@@ -9,10 +9,13 @@ bench/results/stack_load.json.
 
     python -m bench.stack_load      (part of `make bench`; tests/integration/test_stack.py checks the same
                                      criteria on 3 concurrent requests against its own stack)
+    python -m bench.stack_load --quick --output /tmp/load.json   # smoke run: 2 requests (make test measures
+                                     them against tests/integration/test_stack.py's stack)
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -23,12 +26,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench._results import write_result
+from bench._results import add_quick_arguments, output_path, write_result
 from bench._stack_client import local_stack, reported_mlflow_run, run_together, timestamp
 
 RESULT = Path(__file__).parent / "results" / "stack_load.json"
 REPO = Path(__file__).resolve().parents[1]
-REQUESTS = 8
+REQUESTS, QUICK_REQUESTS = 8, 2
 MODEL = "vae-digits"
 
 
@@ -96,17 +99,26 @@ def measure(urls: dict[str, str], count: int = REQUESTS, timeout: float = 1800) 
     return result
 
 
-def main() -> None:
+def described(measured: dict[str, Any], quick: bool) -> dict[str, Any]:
+    """A measurement with what it ran against."""
+    return measured | {"quick": quick, "serve_limit": int(os.environ.get("GENP_MAX_CONCURRENT_RUNS", "2")),
+                       "machine": platform.machine(), "cpus": os.cpu_count(), "prefect_store": "sqlite",
+                       "date": time.strftime("%Y-%m-%d")}
+
+
+def main(quick: bool = False, output: Path | None = None) -> dict[str, Any]:
+    output = output_path(RESULT, quick, output)
     if not (REPO / "data" / "raw" / "digits.npz").exists():
         subprocess.run(["genp", "data", "import", "digits"], cwd=REPO, check=True)
     with tempfile.TemporaryDirectory(prefix="genp-load-") as stack_dir:
         # Its own MLflow store: the benchmark's runs stay out of the repository's registry.
         with local_stack(REPO, Path(stack_dir), GENP_DATA_POLL_SECONDS="0", GENP_MLFLOW_STORE_DIR=stack_dir) as urls:
-            result = measure(urls)
-    result |= {"serve_limit": int(os.environ.get("GENP_MAX_CONCURRENT_RUNS", "2")), "machine": platform.machine(),
-               "cpus": os.cpu_count(), "prefect_store": "sqlite", "date": time.strftime("%Y-%m-%d")}
-    write_result(RESULT, result, shown={k: v for k, v in result.items() if k != "flow_run_ids"})
+            result = described(measure(urls, QUICK_REQUESTS if quick else REQUESTS), quick)
+    return write_result(output, result, shown={k: v for k, v in result.items() if k != "flow_run_ids"})
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_quick_arguments(parser, RESULT, f"{QUICK_REQUESTS} requests")
+    arguments = parser.parse_args()
+    main(arguments.quick, arguments.output)

@@ -5,7 +5,9 @@ trial, 4 per search; on 2 cores they run one at a time). Criteria: every search 
 trial, no placement group is left after a search, no Train worker group timed out, and the slowest search
 takes at most 1.5× the median of its shape, family and mode. Writes bench/results/tune_soak.json.
 
-    python -m bench.tune_soak            (part of `make bench`; about 25 minutes, so it runs there only)
+    python -m bench.tune_soak            (part of `make bench`; about 25 minutes)
+    python -m bench.tune_soak --quick --output /tmp/soak.json   # smoke run: 2 searches of 2 single-process VAE
+                                                                # trials of 1 epoch, in one runtime
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from gen_platform.evaluation.classifier import ClassifierArchitecture, SavedClas
 from gen_platform.training.runtime import ensure_ray
 from gen_platform.tuning.search import run_search
 
-from bench._results import write_result
+from bench._results import add_quick_arguments, output_path, write_result
 
 RESULT = Path(__file__).parent / "results" / "tune_soak.json"
 MODES = ("fresh runtime", "one runtime")
@@ -43,6 +45,7 @@ class Shape:
 
 
 SHAPES = (Shape(workers_per_trial=1, trials=8, searches=5), Shape(workers_per_trial=2, trials=4, searches=3))
+QUICK_SHAPES, QUICK_MODES = (Shape(workers_per_trial=1, trials=2, searches=2),), ("one runtime",)
 
 
 def leaked_placement_groups(timeout: float = 20.0) -> int:
@@ -123,14 +126,17 @@ def soak(shapes: tuple[Shape, ...] = SHAPES, families: tuple[str, ...] = ("vae",
             "criteria_met": met, "summaries": summaries, "searches": records}
 
 
-def main() -> None:
+def main(quick: bool = False, output: Path | None = None) -> dict:
     import os
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
-    result = soak() | {"machine": f"{os.cpu_count()} CPUs"}
-    write_result(RESULT, result, shown=result["summaries"])
+    output = output_path(RESULT, quick, output)
+    result = soak(QUICK_SHAPES, ("vae",), QUICK_MODES, epochs=1) if quick else soak()
+    return write_result(output, result | {"quick": quick, "machine": f"{os.cpu_count()} CPUs"},
+                        shown=result["summaries"])
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_quick_arguments(parser, RESULT, "2 searches of 2 single-process VAE trials of 1 epoch, in one runtime")
+    arguments = parser.parse_args()
+    main(arguments.quick, arguments.output)

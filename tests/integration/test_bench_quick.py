@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from bench import profile_epoch, quality, report, scale, train_throughput
+from bench import gap_profile, profile_epoch, quality, report, scale, train_throughput, tune_efficiency, tune_soak
 
 pytestmark = pytest.mark.integration
 
@@ -83,6 +83,44 @@ def test_scale_quick_mode_has_the_committed_shape(tmp_path):
     assert f"| `scale` | {scale.QUICK_SIZES[0]} images: import" in page
 
 
+def test_gap_profile_quick_mode_has_the_committed_shape(tmp_path):
+    result = gap_profile.main(quick=True, output=tmp_path / "gap_profile.json")
+    committed = json.loads(gap_profile.RESULT.read_text())
+    assert set(result) - STAMP == set(committed) - STAMP and result["rounds"] == gap_profile.QUICK.rounds
+    assert set(result["families"]) == set(committed["families"]) == {"vae", "gan"}
+    for family, block in result["families"].items():
+        assert set(block) == set(committed["families"][family]), family
+        assert all(len(rates) == gap_profile.QUICK.rounds and min(rates) > 0
+                   for rates in block["images_per_second"].values()), family
+    page = _rendered(tmp_path, "gap_profile", result)
+    assert f"| `gap_profile` | vae, fashion-mnist ({gap_profile.QUICK.images} training images), training passes" in page
+
+
+def test_tune_efficiency_quick_mode_has_the_committed_shape(tmp_path):
+    result = tune_efficiency.main(quick=True, output=tmp_path / "tune.json")
+    committed = json.loads(tune_efficiency.RESULT.read_text())
+    assert set(result) - STAMP == set(committed) - STAMP
+    for part in tune_efficiency.PARTS:
+        assert set(result[part]) == set(committed[part]), part
+    asha = result["asha"]
+    assert asha["grid_search"]["trial_epochs"] == 2 * tune_efficiency.QUICK.max_epochs  # 2 trials, none stopped
+    assert 0 < asha["compute_fraction"] <= 1
+    sizes = result["fd_sample_size"]["sizes"]
+    assert set(sizes) == {str(n) for n in tune_efficiency.QUICK.fd_sizes}
+    assert all(set(size) == set(next(iter(committed["fd_sample_size"]["sizes"].values()))) for size in sizes.values())
+    assert "| `tune_efficiency` | ASHA " in _rendered(tmp_path, "tune", result)
+
+
+def test_tune_soak_quick_mode_has_the_committed_shape(tmp_path):
+    result = tune_soak.main(quick=True, output=tmp_path / "tune_soak.json")
+    committed = json.loads(tune_soak.RESULT.read_text())
+    assert set(result) - STAMP == set(committed) - STAMP and result["criteria_met"]
+    (summary,) = result["summaries"]
+    assert set(summary) == set(committed["summaries"][0]) and summary["searches"] == 2
+    assert [set(search) for search in result["searches"]] == [set(committed["searches"][0])] * 2
+    assert "| `tune_soak` | 2 searches (1-worker trials): 0 failed trials" in _rendered(tmp_path, "tune_soak", result)
+
+
 def test_quick_results_never_overwrite_the_committed_ones(tmp_path):
     before = {path.name: path.read_bytes() for path in report.RESULTS.glob("*.json")}
     with pytest.raises(SystemExit):
@@ -93,5 +131,11 @@ def test_quick_results_never_overwrite_the_committed_ones(tmp_path):
         profile_epoch.main(quick=True, output=profile_epoch.RESULT)
     with pytest.raises(SystemExit):
         scale.main(quick=True, output=scale.RESULT)
+    with pytest.raises(SystemExit):
+        gap_profile.main(quick=True, output=gap_profile.RESULT)
+    with pytest.raises(SystemExit):
+        tune_efficiency.main(quick=True, output=tune_efficiency.RESULT)
+    with pytest.raises(SystemExit):
+        tune_soak.main(quick=True, output=tune_soak.RESULT)
     assert {path.name: path.read_bytes() for path in report.RESULTS.glob("*.json")} == before
     shutil.rmtree(tmp_path, ignore_errors=True)

@@ -268,6 +268,20 @@ def test_concurrent_runs_each_record_their_own_request_and_leave_the_repository_
     assert not (workspace / "models").exists() and not (workspace / "data" / "prepared").exists()
 
 
+def test_stack_load_quick_mode_has_the_committed_shape(stack, tmp_path):
+    """bench/stack_load.py's measurement, its quick size, against this module's stack (starting a stack of its own
+    would double the cost): its result has the committed result's shape and meets its criteria."""
+    from bench import report
+
+    _, urls = stack
+    result = stack_load.described(stack_load.measure(urls, stack_load.QUICK_REQUESTS, timeout=600), quick=True)
+    committed = json.loads(stack_load.RESULT.read_text())
+    assert set(result) - {"quick"} == set(committed) - {"commit", "environment", "quick"}
+    assert result["criteria_met"] and result["completed"] == result["mlflow_runs"] == stack_load.QUICK_REQUESTS
+    (tmp_path / "stack_load.json").write_text(json.dumps(result))
+    assert "| `stack_load` | 2 of 2 concurrent train requests completed" in report.render(tmp_path)
+
+
 def test_no_process_of_the_stack_listens_beyond_loopback(stack):
     """Servers, Ray head daemons, the serve process and everything they started (Ray workers of the runs
     above included): loopback only."""
