@@ -15,6 +15,8 @@
    Train, Ray Train's start-up to the first epoch, the epochs, and what follows them.
 
     python -m bench.feedback     # writes bench/results/feedback.json (about 20 minutes on 2 cores)
+    python -m bench.feedback --quick --output /tmp/feedback.json   # smoke run (about 2 minutes): one round, the
+                                 # local forced repro only (no Ray head), each fixed cost measured once
 
 Both steps run `ROUNDS` times, each round in a new clone; the verdicts use the median over rounds, with every
 round's time beside it (this machine's speed varies by tens of percent between runs).
@@ -25,6 +27,7 @@ rounds repeat one training). Run it on an idle machine: the times are wall times
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -34,7 +37,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from bench._results import write_result
+from bench._results import add_quick_arguments, output_path, write_result
 from bench._stack_client import local_stack
 
 RESULT = Path(__file__).parent / "results" / "feedback.json"
@@ -94,12 +97,12 @@ def _train_phases(lines: list[tuple[float, str]], total: float) -> dict[str, flo
         ("epochs", last_epoch - marks["first_epoch"]), ("after_training", end - last_epoch))}
 
 
-def _floors(clone: Path) -> dict[str, float]:
+def _floors(clone: Path, repeats: int = FLOOR_REPEATS) -> dict[str, float]:
     """Median seconds of each FLOORS process, the processes interleaved; then the pipeline's sum: six stages
     start the CLI, three of them MLflow's store, one Great Expectations, one a Ray runtime."""
     python = str(clone / ".venv" / "bin" / "python")
     seconds: dict[str, list[float]] = {name: [] for name in FLOORS}
-    for _ in range(FLOOR_REPEATS):
+    for _ in range(repeats):
         for name, code in FLOORS.items():
             seconds[name].append(timed([python, "-c", code], clone)[0])
     floor = {name: statistics.median(values) for name, values in seconds.items()}
@@ -115,9 +118,9 @@ class Round(NamedTuple):
     stages: dict[str, float]
     floors: dict[str, float]
     champion: dict[str, float]
-    attached: float
-    attached_stages: dict[str, float]
-    train_phases: dict[str, dict[str, float]]  # "local" and "attached"
+    attached: float | None  # None: not measured (a quick round)
+    attached_stages: dict[str, float] | None
+    train_phases: dict[str, dict[str, float]]  # "local" and, where measured, "attached"
 
 
 def _forced_repro(clone: Path, attached: bool) -> tuple[float, list[tuple[float, str]]]:
@@ -130,20 +133,26 @@ def _forced_repro(clone: Path, attached: bool) -> tuple[float, list[tuple[float,
         return timed(command, clone, **stack["client_env"])
 
 
-def _round(index: int) -> Round:
-    """One round in a new clone; the two forced repros in alternating order (local first on even rounds)."""
+def _round(index: int, quick: bool = False) -> Round:
+    """One round in a new clone; the two forced repros in alternating order (local first on even rounds). Quick:
+    the local one only, each fixed cost once."""
     with tempfile.TemporaryDirectory(prefix="genp-feedback-") as directory:
         clone = Path(directory) / "clone"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         make_run, _ = timed(["make", "run"], clone)
         evaluation = json.loads((clone / "metrics" / "evaluate.json").read_text())
         champion = {name: evaluation[name] for name in CHAMPION_TARGETS}
-        repros = {attached: _forced_repro(clone, attached) for attached in ((False, True), (True, False))[index % 2]}
-        floors = _floors(clone)
-    (repro, lines), (attached, attached_lines) = repros[False], repros[True]
-    return Round(make_run, repro, _stage_seconds(lines, repro), floors, champion, attached,
-                 _stage_seconds(attached_lines, attached),
-                 {"local": _train_phases(lines, repro), "attached": _train_phases(attached_lines, attached)})
+        order = ((False,),) if quick else ((False, True), (True, False))
+        repros = {attached: _forced_repro(clone, attached) for attached in order[index % len(order)]}
+        floors = _floors(clone, 1 if quick else FLOOR_REPEATS)
+    repro, lines = repros[False]
+    phases = {"local": _train_phases(lines, repro)}
+    attached = attached_stages = None
+    if True in repros:
+        attached, attached_lines = repros[True]
+        attached_stages, phases["attached"] = _stage_seconds(attached_lines, attached), _train_phases(attached_lines,
+                                                                                                       attached)
+    return Round(make_run, repro, _stage_seconds(lines, repro), floors, champion, attached, attached_stages, phases)
 
 
 def summary(seconds: list[float], target: float) -> dict:
@@ -160,22 +169,28 @@ def champion_summary(rounds: list[dict[str, float]]) -> dict:
             "verdict_statistic": "median over rounds"}
 
 
-def main() -> None:
-    rounds = [_round(index) for index in range(ROUNDS)]
+def main(quick: bool = False, output: Path | None = None) -> dict:
+    output = output_path(RESULT, quick, output)
+    rounds = [_round(index, quick) for index in range(1 if quick else ROUNDS)]
     stages = {name: round(statistics.median(r.stages[name] for r in rounds), 1) for name in rounds[0].stages}
-    result = {"benchmark": "feedback", "cpus": os.cpu_count(), "rounds": ROUNDS,
+    result = {"benchmark": "feedback", "quick": quick, "cpus": os.cpu_count(), "rounds": len(rounds),
               "make_run_fresh_clone": summary([r.make_run for r in rounds], TARGETS["make_run"]),
               "make_run_champion": champion_summary([r.champion for r in rounds]),
               "dvc_repro_forced": summary([r.repro for r in rounds], TARGETS["dvc_repro_forced"]),
               "dvc_repro_stage_seconds_median": stages,
               "dvc_repro_stage_seconds_per_round": [r.stages for r in rounds],
-              "dvc_repro_forced_attached_to_ray_head": summary([r.attached for r in rounds], TARGETS["dvc_repro_forced"]),
-              "dvc_repro_attached_stage_seconds_per_round": [r.attached_stages for r in rounds],
               "train_stage_phases_per_round": [r.train_phases for r in rounds],
               "fixed_cost_seconds_per_round": [r.floors for r in rounds],
-              "fixed_cost_statistic": f"median of {FLOOR_REPEATS} interleaved processes per round"}
-    write_result(RESULT, result)
+              "fixed_cost_statistic": f"median of {1 if quick else FLOOR_REPEATS} interleaved processes per round"}
+    if not quick:
+        result |= {"dvc_repro_forced_attached_to_ray_head": summary([r.attached for r in rounds],
+                                                                    TARGETS["dvc_repro_forced"]),
+                   "dvc_repro_attached_stage_seconds_per_round": [r.attached_stages for r in rounds]}
+    return write_result(output, result)
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_quick_arguments(parser, RESULT, "one round, the local forced repro only, each fixed cost once")
+    arguments = parser.parse_args()
+    main(arguments.quick, arguments.output)

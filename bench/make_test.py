@@ -4,6 +4,8 @@ another fresh clone, the order a new user follows: `make run`, then `make test` 
 the suite passes beside what `make run` left in the working tree).
 
     python -m bench.make_test     # writes bench/results/make_test.json (about 13 minutes per round on 2 cores, two rounds)
+    python -m bench.make_test --quick --output /tmp/make_test.json   # smoke run: the fresh-clone round with the
+                                  # suite narrowed to QUICK_TESTS (the set-up is whole), no `make run` round
 
 `ROUNDS` rounds of each kind, each in a new clone; the verdict uses the median of the CI rounds, with every round
 beside it. Each round also records pytest's own time and test count (from its summary line) and the set-up, the
@@ -15,6 +17,7 @@ cores, 8 as the aim. Run it on an idle machine: it is a wall time.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import statistics
@@ -23,13 +26,14 @@ import tempfile
 from pathlib import Path
 
 from bench._cpu_share import CpuLedger
-from bench._results import write_result
+from bench._results import add_quick_arguments, output_path, write_result
 from bench.feedback import REPO, summary, timed
 
 RESULT = Path(__file__).parent / "results" / "make_test.json"
 ROUNDS = 1
 TARGET_SECONDS = 600
 AIM_SECONDS = 480
+QUICK_TESTS = "tests/unit/test_stack_load.py"  # a few constructed cases: the quick round times the set-up
 SUMMARY_LINE = re.compile(r"=+ (\d+) passed.* in ([\d.]+)s")
 # Kinds of process, by the names `bench._cpu_share.process_name` gives them; the first kind that matches counts.
 RAY_DAEMONS = {"raylet", "gcs_server", "log_monitor.py", "dashboard.py", "agent.py", "monitor.py", "main.py",
@@ -65,14 +69,14 @@ def pytest_summary(lines: list[str]) -> tuple[int, float]:
     raise SystemExit("no pytest summary line in the output of `make test`")
 
 
-def _round(after_make_run: bool) -> dict:
+def _round(after_make_run: bool, quick: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="genp-make-test-") as directory:
         clone = Path(directory) / "clone"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         if after_make_run:
             timed(["make", "run"], clone)
-        with CpuLedger() as ledger:
-            total, lines = timed(["bash", ".ci/run"], clone, CI="true")
+        with CpuLedger() as ledger:  # pytest takes test paths from PYTEST_ADDOPTS: the whole suite, or the quick one
+            total, lines = timed(["bash", ".ci/run"], clone, CI="true", PYTEST_ADDOPTS=QUICK_TESTS if quick else "")
     passed, pytest_seconds = pytest_summary([line for _, line in lines])
     cpu_seconds = sum(seconds for seconds, _ in ledger.totals.values())
     cores = os.cpu_count() or 1
@@ -85,12 +89,14 @@ def _round(after_make_run: bool) -> dict:
                                         for name, (seconds, count) in list(ledger.totals.items())[:20]}}}
 
 
-def main() -> None:
+def main(quick: bool = False, output: Path | None = None) -> dict:
+    output = output_path(RESULT, quick, output)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    rounds = [_round(after_make_run=False) for _ in range(ROUNDS)]
-    user_rounds = [_round(after_make_run=True) for _ in range(ROUNDS)]
-    result = {"benchmark": "make_test", "commit": commit, "cpus": os.cpu_count(), "rounds": ROUNDS,
-              "command": "CI=true bash .ci/run (= make test) in a fresh clone",
+    rounds = [_round(after_make_run=False, quick=quick) for _ in range(ROUNDS)]
+    user_rounds = [] if quick else [_round(after_make_run=True) for _ in range(ROUNDS)]
+    result = {"benchmark": "make_test", "quick": quick, "commit": commit, "cpus": os.cpu_count(), "rounds": ROUNDS,
+              "command": "CI=true bash .ci/run (= make test) in a fresh clone"
+                         + (f", pytest narrowed to {QUICK_TESTS}" if quick else ""),
               "make_test_fresh_clone": summary([r["total_seconds"] for r in rounds], TARGET_SECONDS)
               | {"aim_seconds": AIM_SECONDS, "aim_met": statistics.median(r["total_seconds"] for r in rounds)
                  <= AIM_SECONDS},
@@ -99,8 +105,11 @@ def main() -> None:
               "per_round": rounds,
               "after_make_run": {"command": "make run, then CI=true bash .ci/run, in one fresh clone",
                                  "per_round": user_rounds}}  # a failed round aborts the run
-    write_result(RESULT, result)
+    return write_result(output, result)
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_quick_arguments(parser, RESULT, f"the fresh-clone round, pytest narrowed to {QUICK_TESTS}")
+    arguments = parser.parse_args()
+    main(arguments.quick, arguments.output)

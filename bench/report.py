@@ -112,10 +112,11 @@ def _stack_load(r: dict) -> list[str]:
 def _make_test(r: dict) -> list[str]:
     fresh = r["make_test_fresh_clone"]
     after = r["after_make_run"]["per_round"]
+    user = (f"{after[0]['tests_passed']} passed in {after[0]['total_seconds']} s" if after else "not run")
     rows = [f"| `make_test` | fresh clone: {fresh['median_seconds']} s (pytest {r['pytest_seconds_median']} s, set-up "
             f"{r['setup_seconds_median']} s, {r['per_round'][0]['tests_passed']} tests); after `make run` in one "
-            f"clone: {after[0]['tests_passed']} passed in {after[0]['total_seconds']} s | ≤ {fresh['target_seconds']} s:"
-            f" {_verdict(fresh['met'])}; aim {fresh['aim_seconds']} s: {_verdict(fresh['aim_met'])} |"]
+            f"clone: {user} | ≤ {fresh['target_seconds']} s: {_verdict(fresh['met'])}; aim {fresh['aim_seconds']} s: "
+            f"{_verdict(fresh['aim_met'])} |"]
     if cpu := r["per_round"][0].get("cpu"):
         kinds = ", ".join(f"{kind} {seconds} s" for kind, seconds in cpu["by_kind"].items())
         rows.append(f"| `make_test` | where the CPU went, fresh clone: {cpu['seconds']} CPU s, "

@@ -9,7 +9,8 @@ import shutil
 
 import pytest
 
-from bench import gap_profile, profile_epoch, quality, report, scale, train_throughput, tune_efficiency, tune_soak
+from bench import (feedback, gap_profile, make_test, profile_epoch, quality, report, scale, train_throughput,
+                   tune_efficiency, tune_soak)
 
 pytestmark = pytest.mark.integration
 
@@ -121,6 +122,35 @@ def test_tune_soak_quick_mode_has_the_committed_shape(tmp_path):
     assert "| `tune_soak` | 2 searches (1-worker trials): 0 failed trials" in _rendered(tmp_path, "tune_soak", result)
 
 
+def test_feedback_quick_mode_has_the_committed_shape(tmp_path):
+    """`make run` in a fresh clone of HEAD (the new user's first command, whole), then one forced repro."""
+    result = feedback.main(quick=True, output=tmp_path / "feedback.json")
+    committed = json.loads(feedback.RESULT.read_text())
+    attached = {"dvc_repro_forced_attached_to_ray_head", "dvc_repro_attached_stage_seconds_per_round"}
+    assert set(result) - STAMP == set(committed) - STAMP - attached and result["rounds"] == 1
+    assert set(result["dvc_repro_stage_seconds_median"]) == set(committed["dvc_repro_stage_seconds_median"])
+    (phases,) = result["train_stage_phases_per_round"]
+    assert set(phases) == {"local"} and set(phases["local"]) == set(committed["train_stage_phases_per_round"][0]["local"])
+    assert set(result["fixed_cost_seconds_per_round"][0]) == set(committed["fixed_cost_seconds_per_round"][0])
+    (champion,) = result["make_run_champion"]["per_round"]
+    assert set(champion) == set(feedback.CHAMPION_TARGETS) and all(0 <= value <= 1 for value in champion.values())
+    page = _rendered(tmp_path, "feedback", result)
+    assert "| `feedback` | `make run` in a fresh clone " in page and "attached to a running Ray head" not in page
+
+
+def test_make_test_quick_mode_has_the_committed_shape(tmp_path):
+    """`CI=true bash .ci/run` in a fresh clone of HEAD, the set-up whole and pytest narrowed to a few tests."""
+    result = make_test.main(quick=True, output=tmp_path / "make_test.json")
+    committed = json.loads(make_test.RESULT.read_text())
+    assert set(result) - STAMP == set(committed) - STAMP
+    (round_,) = result["per_round"]
+    assert set(round_) == set(committed["per_round"][0]) and set(round_["cpu"]) == set(committed["per_round"][0]["cpu"])
+    assert 0 < round_["tests_passed"] < 50 and round_["setup_seconds"] > 0 and round_["cpu"]["seconds"] > 0
+    assert result["after_make_run"]["per_round"] == []
+    page = _rendered(tmp_path, "make_test", result)
+    assert "tests); after `make run` in one clone: not run |" in page
+
+
 def test_quick_results_never_overwrite_the_committed_ones(tmp_path):
     before = {path.name: path.read_bytes() for path in report.RESULTS.glob("*.json")}
     with pytest.raises(SystemExit):
@@ -137,5 +167,9 @@ def test_quick_results_never_overwrite_the_committed_ones(tmp_path):
         tune_efficiency.main(quick=True, output=tune_efficiency.RESULT)
     with pytest.raises(SystemExit):
         tune_soak.main(quick=True, output=tune_soak.RESULT)
+    with pytest.raises(SystemExit):
+        feedback.main(quick=True, output=feedback.RESULT)
+    with pytest.raises(SystemExit):
+        make_test.main(quick=True, output=make_test.RESULT)
     assert {path.name: path.read_bytes() for path in report.RESULTS.glob("*.json")} == before
     shutil.rmtree(tmp_path, ignore_errors=True)
