@@ -24,7 +24,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from gen_platform.config import parse_params
 from gen_platform.data.arrays import to_tensor
@@ -140,7 +140,7 @@ def fd_sample_size(splits: dict, root: Path, budget: Budget) -> dict:
 PARTS = {"asha": asha, "fd_sample_size": fd_sample_size}
 
 
-def main(parts: list[str] = list(PARTS), quick: bool = False, output: Path | None = None) -> dict:
+def main(parts: Sequence[str] = tuple(PARTS), quick: bool = False, output: Path | None = None) -> dict:
     """Runs `parts` and writes them, stamped with this commit: a part not run is not carried over from an older
     result (it would carry that result's commit under this one)."""
     import ray

@@ -154,22 +154,10 @@ def test_make_test_quick_mode_has_the_committed_shape(tmp_path):
 def test_quick_results_never_overwrite_the_committed_ones(tmp_path):
     before = {path.name: path.read_bytes() for path in report.RESULTS.glob("*.json")}
     with pytest.raises(SystemExit):
-        train_throughput.main(quick=True, output=train_throughput.RESULT)
-    with pytest.raises(SystemExit):
         quality.main(["--quick", "--output", str(quality.RESULT)])
-    with pytest.raises(SystemExit):
-        profile_epoch.main(quick=True, output=profile_epoch.RESULT)
-    with pytest.raises(SystemExit):
-        scale.main(quick=True, output=scale.RESULT)
-    with pytest.raises(SystemExit):
-        gap_profile.main(quick=True, output=gap_profile.RESULT)
-    with pytest.raises(SystemExit):
-        tune_efficiency.main(quick=True, output=tune_efficiency.RESULT)
-    with pytest.raises(SystemExit):
-        tune_soak.main(quick=True, output=tune_soak.RESULT)
-    with pytest.raises(SystemExit):
-        feedback.main(quick=True, output=feedback.RESULT)
-    with pytest.raises(SystemExit):
-        make_test.main(quick=True, output=make_test.RESULT)
+    for benchmark in (train_throughput, profile_epoch, scale, gap_profile, tune_efficiency, tune_soak, feedback,
+                      make_test):
+        with pytest.raises(SystemExit):
+            benchmark.main(quick=True, output=benchmark.RESULT)
     assert {path.name: path.read_bytes() for path in report.RESULTS.glob("*.json")} == before
     shutil.rmtree(tmp_path, ignore_errors=True)
